@@ -1,0 +1,73 @@
+"""What every flow shares: the ledger flush and the retry policy as Prefect task options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prefect import Task, get_run_logger
+from prefect.runtime import deployment, flow_run
+
+from justin_flows.adapters.calls import ExternalCallError
+from justin_flows.db.engine import get_engine
+from justin_flows.ledger import LEDGER, RunInfo
+from justin_flows.settings import get_settings
+
+T = TypeVar("T", bound=Task[Any, Any])
+
+
+def _retry_transient_only(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
+    """Retry a task only when its last external call failed transiently."""
+    try:
+        state.result()
+    except ExternalCallError as exc:
+        return exc.attempts < 2 and _is_transient_cause(exc)
+    except Exception:
+        return False
+    return False
+
+
+def _is_transient_cause(exc: ExternalCallError) -> bool:
+    from justin_flows.adapters import git, htcondor, http, metacat, rucio, voms
+
+    checks = {m.SERVICE: m.is_transient for m in (rucio, metacat, htcondor, http, git, voms)}
+    check = checks.get(exc.service)
+    return bool(check and check(exc.cause))
+
+
+def with_retries(task: T) -> T:
+    """``task`` with the settings' retry policy: N attempts in all, backoff and jitter.
+
+    Used for tasks whose whole body is the smallest unit that is safe to repeat and whose
+    external calls are made with ``attempts=1`` (so attempts are not multiplied).
+    """
+    policy = get_settings().retry
+    delays = [min(policy.backoff_seconds * 2**i, policy.max_backoff_seconds) for i in range(policy.attempts - 1)]
+    return task.with_options(
+        retries=policy.attempts - 1,
+        retry_delay_seconds=delays,
+        retry_jitter_factor=policy.jitter or None,
+        retry_condition_fn=_retry_transient_only,
+    )
+
+
+def run_info() -> RunInfo:
+    return RunInfo(
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        flow_name=flow_run.flow_name,
+        deployment_name=deployment.name,
+    )
+
+
+@contextmanager
+def ledger_scope() -> Iterator[None]:
+    """Write this run's external-call records to the database when the flow body ends."""
+    try:
+        yield
+    finally:
+        try:
+            written = LEDGER.flush(get_engine(), run_info())
+            get_run_logger().info("external-call ledger: %d call attempt(s) recorded", written)
+        except Exception as exc:  # never hide the flow's own outcome behind a ledger failure
+            get_run_logger().warning("could not write the external-call ledger: %s", type(exc).__name__)

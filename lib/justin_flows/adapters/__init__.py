@@ -1,0 +1,1 @@
+"""One adapter per external service; every call goes through ``calls.ExternalService``."""

@@ -1,0 +1,1 @@
+"""Info Collector functions (upstream agents/justin-info-collector), one module per job."""

@@ -1,0 +1,171 @@
+"""The sandbox: every deployment's flow, run once, against throw-away local services.
+
+Nothing here talks to production. It starts a real Rucio server (seeded with a few RSEs),
+the MetaCat double and HTCondor stand-ins, points the settings at them and at an
+embedded SQLite results database, runs each deployment of ``prefect.yaml`` once with its
+YAML parameters, and prints what was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BANNER = "=" * 78
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def seed_rucio(rse_root: Path) -> list[str]:
+    """A few posix RSEs with the attributes and protocols the collector reads."""
+    from rucio.client import Client
+
+    client = Client()
+    seeded = []
+    for name, site, country in (("SANDBOX_UK_DISK", "UK_Sandbox", "UK"), ("SANDBOX_US_DISK", "US_Sandbox", "US")):
+        with contextlib.suppress(Exception):  # already there on a rerun
+            client.add_rse(name, deterministic=True, volatile=False, rse_type="DISK")
+        for key, value in (("site", site), ("country", country)):
+            client.add_rse_attribute(name, key, value)
+        prefix = rse_root / name
+        prefix.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):
+            client.add_protocol(
+                name,
+                {
+                    "scheme": "file", "hostname": "localhost", "port": 0, "prefix": f"{prefix}/",
+                    "impl": "rucio.rse.protocols.posix.Default",
+                    "domains": {"lan": {"read": 1, "write": 1, "delete": 1}, "wan": {"read": 1, "write": 1, "delete": 1}},
+                },
+            )
+        client.set_local_account_limit("root", name, 10**12)
+        seeded.append(name)
+    return seeded
+
+
+def _load_flow(entrypoint: str) -> Any:
+    path, name = entrypoint.split(":")
+    spec = importlib.util.spec_from_file_location(f"sandbox_{Path(path).stem}", REPO_ROOT / path)
+    assert spec and spec.loader, entrypoint
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+@contextlib.contextmanager
+def local_services(work: Path) -> Iterator[dict[str, str]]:
+    """Start Rucio, MetaCat and the HTCondor stand-ins; yield the JUSTIN_* environment."""
+    from justin_flows.testing.condor_standins import install_condor_standins
+    from justin_flows.testing.metacat_double import MetaCatDouble
+    from justin_flows.testing.rucio_server import RucioServer, ensure_server_venv
+
+    _say("starting a real Rucio 41.5.1 server (first run builds its venv, about a minute) ...")
+    ensure_server_venv()
+    with RucioServer(work_dir=work / "rucio") as rucio, MetaCatDouble() as metacat:
+        _say(f"  Rucio   {rucio.url} (started in {rucio.start_seconds:.1f} s)")
+        _say(f"  MetaCat {metacat.server_url} (protocol double)")
+        metacat.add_user("sandbox", "sandbox-password")
+        install_condor_standins(work / "bin", work / "condor")
+        env = {
+            **rucio.client_env(),
+            "JUSTIN_RUCIO__ACCOUNT": rucio.root_account,
+            "JUSTIN_METACAT__AUTH_SERVER_URL": metacat.auth_url,
+            "JUSTIN_METACAT__SERVER_INPUTS_URL": metacat.server_url,
+            "JUSTIN_METACAT__SERVER_OUTPUTS_URL": metacat.server_url,
+            "JUSTIN_METACAT__USERNAME": "sandbox",
+            "JUSTIN_METACAT__LOGIN_METHOD": "password",
+            "JUSTIN_METACAT__PASSWORD": "sandbox-password",
+            "JUSTIN_HTCONDOR__CONDOR_SUBMIT": str(work / "bin" / "condor_submit"),
+            "JUSTIN_HTCONDOR__CONDOR_USERPRIO": str(work / "bin" / "condor_userprio"),
+            "JUSTIN_HTCONDOR__DRY_RUN": "true",
+            "JUSTIN_HTCONDOR__BEARER_TOKEN_FILE": str(work / "bearer-token"),
+            "JUSTIN_DATABASE_URL": f"sqlite:///{work / 'justin-flows.db'}",
+            "PREFECT_HOME": str(work / "prefect"),
+        }
+        os.environ.update(env)
+        from rucio.common.config import clean_cached_config
+
+        clean_cached_config()
+        seeded = seed_rucio(work / "rse")
+        _say(f"  seeded RSEs: {', '.join(seeded)}")
+        yield env
+
+
+def run_deployments() -> list[tuple[str, str, float]]:
+    """Run each prefect.yaml deployment's flow once with its YAML parameters."""
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    results = []
+    for deployment in config["deployments"]:
+        flow = _load_flow(deployment["entrypoint"])
+        start = time.perf_counter()
+        state = flow(**(deployment.get("parameters") or {}), return_state=True)
+        results.append((deployment["name"], f"{state.name}: {state.message or ''}".strip(), time.perf_counter() - start))
+        _say(f"  {deployment['name']:<28} {state.name} ({time.perf_counter() - start:.1f} s)")
+    return results
+
+
+def report() -> None:
+    """Print row counts of every table the flows wrote, and the ledger by service."""
+    from justin_flows.db.engine import transaction
+    from justin_flows.db.models import Base, ExternalCall, KeyNameValue
+
+    with transaction() as s:
+        _say("\nrows written:")
+        for table in Base.metadata.sorted_tables:
+            count = s.scalar(select(func.count()).select_from(table))
+            if count:
+                _say(f"  {table.name:<24} {count}")
+        _say("\nkeys_names_values:")
+        for name, value in s.execute(select(KeyNameValue.key_name, KeyNameValue.key_value)).all():
+            _say(f"  {name} = {value}")
+        _say("\nexternal calls (service, operation, outcome, count, mean ms):")
+        query = (
+            select(ExternalCall.service, ExternalCall.operation, ExternalCall.outcome, func.count(), func.avg(ExternalCall.duration_ms))
+            .group_by(ExternalCall.service, ExternalCall.operation, ExternalCall.outcome)
+            .order_by(ExternalCall.service, ExternalCall.operation)
+        )
+        for service, operation, outcome, count, mean in s.execute(query).all():
+            _say(f"  {service:<9} {operation:<28} {outcome:<6} {count:>4} {mean:8.1f}")
+
+
+def run_sandbox(keep: bool = False) -> int:
+    work = REPO_ROOT / ".sandbox"
+    work.mkdir(exist_ok=True)
+    _say(BANNER)
+    _say("justin-flows SANDBOX: local throw-away services only. Nothing here touches")
+    _say("production Rucio, MetaCat, HTCondor or any justIN database.")
+    _say(f"work directory: {work}")
+    _say(BANNER)
+    with local_services(work):
+        from justin_flows.db.migrate import upgrade
+        from justin_flows.settings import get_settings
+
+        get_settings.cache_clear()
+        upgrade(get_settings().database_url.get_secret_value())
+        _say("\nrunning every deployment's flow once (Prefect in local ephemeral mode):")
+        results = run_deployments()
+        report()
+        if keep:
+            _say("\nservices stay up; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    _say(BANNER)
+    _say("SANDBOX finished; its services are stopped. Data: " + str(work / "justin-flows.db"))
+    failed = [name for name, state, _ in results if not state.startswith("Completed")]
+    if failed:
+        print(f"sandbox: these flows did not complete: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
