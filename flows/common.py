@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from prefect import Task, get_run_logger
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
+from prefect.states import Completed, Failed, State
 
 from justin_flows.adapters.calls import ExternalCallError
+from justin_flows.collector.report import CollectorReport
 from justin_flows.db.engine import get_engine
 from justin_flows.ledger import LEDGER, RunInfo
 from justin_flows.settings import get_settings
@@ -71,3 +75,43 @@ def ledger_scope() -> Iterator[None]:
             get_run_logger().info("external-call ledger: %d call attempt(s) recorded", written)
         except Exception as exc:  # never hide the flow's own outcome behind a ledger failure
             get_run_logger().warning("could not write the external-call ledger: %s", type(exc).__name__)
+
+
+def artifact_key(name: str) -> str:
+    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def collector_task(fn: Callable[..., CollectorReport], name: str) -> Task[..., dict[str, Any]]:
+    """A thin Prefect task around a collector function: run it, publish its table, log errors.
+
+    No Prefect retries here: each external call inside is already tried three times by its
+    adapter, and repeating a whole collector function would repeat hundreds of calls.
+    """
+
+    @task(name=name, cache_policy=NO_CACHE)
+    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        logger = get_run_logger()
+        report = fn(*args, **kwargs)
+        for error in report.errors:
+            logger.warning("%s: %s", name, error)
+        if report.rows:
+            create_table_artifact(key=artifact_key(name), table=report.rows, description=report.summary())
+        logger.info(report.summary())
+        return {"function": name, "counts": dict(report.counts), "errors": report.errors}
+
+    return run
+
+
+def finish(results: Sequence[tuple[str, State[Any]]], note: str | None = None) -> State[Any]:
+    """The flow's final state: Failed naming each failed task, else Completed with a summary."""
+    failed = [name for name, state in results if not state.is_completed()]
+    summaries = [state.result() for _, state in results if state.is_completed()]
+    item_errors = sum(len(s["errors"]) for s in summaries)
+    if failed:
+        message = f"failed: {', '.join(failed)}; others completed ({item_errors} item error(s))"
+        return Failed(message=message + (f"; {note}" if note else ""))
+    message = f"{len(summaries)} step(s) completed" + (f", {item_errors} item error(s) reported" if item_errors else "")
+    if note:
+        message += f"; {note}"
+    return Completed(message=message, data=summaries)

@@ -33,10 +33,18 @@ class HTCondorAdapter:
 
     @property
     def collector(self) -> str:
-        return self.settings.htcondor.collectors[0]
+        """The pool every command names with ``-pool``: upstream only ever uses ``collectors[0]``."""
+        collectors = self.settings.htcondor.collectors
+        if not collectors:
+            raise ValueError("htcondor.collectors is empty: condor commands need a -pool collector")
+        return collectors[0]
 
     def userprio_quotas(self) -> str:
-        """Raw output of ``condor_userprio -pool <collector> -quotas -allusers``."""
+        """Raw output of ``condor_userprio -pool <collector> -quotas -allusers`` (reference §2.3).
+
+        A non-zero exit raises at once (``CommandFailed``: the pool answered); only a time-out
+        (``command_timeout_seconds``, upstream 60 s) is retried.
+        """
         cfg = self.settings.htcondor
         argv = [cfg.condor_userprio, "-pool", self.collector, "-quotas", "-allusers"]
         return self.service.call(
