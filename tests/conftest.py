@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from justin_flows.db.migrate import upgrade
 from justin_flows.db.models import Base
 from justin_flows.ledger import LEDGER
 from justin_flows.settings import get_settings
+from justin_flows.testing.condor_standins import install_condor_standins
+from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.postgres import PostgresServer
 from justin_flows.testing.rucio_server import RucioServer
 
@@ -27,6 +30,10 @@ os.environ.setdefault("JUSTIN_RETRY__BACKOFF_SECONDS", "0.05")
 os.environ.setdefault("JUSTIN_RETRY__MAX_BACKOFF_SECONDS", "0.2")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+METACAT_USER = "justin-agent"
+METACAT_PASSWORD = "agent-password-canary-1e9c"
 
 
 def reset_caches() -> None:
@@ -99,3 +106,55 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def metacat_double() -> Iterator[MetaCatDouble]:
+    """The MetaCat protocol double for the session, with the agents' user and namespaces."""
+    with MetaCatDouble() as double:
+        double.add_user(METACAT_USER, METACAT_PASSWORD)
+        double.seed_dataset("justin-logs:namespace-seed")  # creates the justin-logs namespace
+        yield double
+
+
+@pytest.fixture
+def metacat_env(metacat_double: MetaCatDouble, tmp_home: Path) -> Iterator[MetaCatDouble]:
+    """Settings pointing at the double (password login), for code that builds its own adapter."""
+    env = {
+        "JUSTIN_METACAT__AUTH_SERVER_URL": metacat_double.auth_url,
+        "JUSTIN_METACAT__SERVER_INPUTS_URL": metacat_double.server_url,
+        "JUSTIN_METACAT__SERVER_OUTPUTS_URL": metacat_double.server_url,
+        "JUSTIN_METACAT__USERNAME": METACAT_USER,
+        "JUSTIN_METACAT__LOGIN_METHOD": "password",
+        "JUSTIN_METACAT__PASSWORD": METACAT_PASSWORD,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        reset_caches()
+        yield metacat_double
+    reset_caches()
+
+
+@dataclass
+class CondorStandins:
+    bin_dir: Path
+    state_dir: Path
+    token_file: Path
+
+
+@pytest.fixture
+def condor_env(tmp_path: Path) -> Iterator[CondorStandins]:
+    """condor_submit and condor_userprio stand-ins named in the settings."""
+    standins = CondorStandins(tmp_path / "condor-bin", tmp_path / "condor-state", tmp_path / "bearer-token")
+    install_condor_standins(standins.bin_dir, standins.state_dir)
+    standins.token_file.write_text("test-bearer-token\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUSTIN_HTCONDOR__CONDOR_SUBMIT", str(standins.bin_dir / "condor_submit"))
+        mp.setenv("JUSTIN_HTCONDOR__CONDOR_USERPRIO", str(standins.bin_dir / "condor_userprio"))
+        mp.setenv("JUSTIN_HTCONDOR__SCHEDDS", "schedd01.test.invalid schedd02.test.invalid")
+        mp.setenv("JUSTIN_HTCONDOR__COLLECTORS", "collector.test.invalid")
+        mp.setenv("JUSTIN_HTCONDOR__BEARER_TOKEN_FILE", str(standins.token_file))
+        reset_caches()
+        yield standins
+    reset_caches()

@@ -18,7 +18,9 @@ PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 # The documented interval of each deployment (reference §2, §4, §9; issue texts).
 DOCUMENTED_SCHEDULES: dict[str, dict[str, object]] = {
     "rucio-health": {"interval": 300},
+    "info-collector-storages": {"interval": 3600},
     "info-collector-sites": {"interval": 3600},
+    "finder": {"interval": 60},
     "info-collector-jwks": {"interval": 86400},
 }
 

@@ -67,12 +67,16 @@ class MetaCatAdapter:
         from metacat.webapi import MetaCatClient
 
         cfg = self.settings.metacat
-        return MetaCatClient(
+        client = MetaCatClient(
             url,
             auth_server_url=cfg.auth_server_url,
             token_library=str(self._tmp / ".token_library"),
             timeout=cfg.timeout_seconds,
         )
+        # The client re-sends 5xx answers itself for up to 30 min, unseen by the ledger;
+        # its documented "0 = try exactly once" leaves retrying to ExternalService.
+        client.DefaultTimeout = 0
+        return client
 
     def _login(self, client: Any) -> None:
         cfg = self.settings.metacat

@@ -111,8 +111,9 @@ class RucioAdapter:
     def get_local_account_usage(self, account: str) -> list[dict[str, Any]]:
         return self._call("get_local_account_usage", account)
 
-    def list_accounts(self) -> list[dict[str, Any]]:
-        return self._call("list_accounts")
+    def list_accounts(self, identity: str | None = None) -> list[dict[str, Any]]:
+        """Active accounts; with ``identity``, only those holding an identity of that name (any type)."""
+        return self._call("list_accounts", identity=identity) if identity else self._call("list_accounts")
 
     def list_identities(self, account: str) -> list[dict[str, Any]]:
         return self._call("list_identities", account)

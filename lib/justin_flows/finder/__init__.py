@@ -1,0 +1,1 @@
+"""Finder functions (upstream agents/justin-finder, reference §3), one module per job."""
