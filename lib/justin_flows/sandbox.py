@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ import yaml
 from sqlalchemy import func, select
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+GFACTORY_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "gfactory" / "checkout"
 BANNER = "=" * 78
 
 
@@ -68,16 +70,28 @@ def _load_flow(entrypoint: str) -> Any:
 def local_services(work: Path) -> Iterator[dict[str, str]]:
     """Start Rucio, MetaCat and the HTCondor stand-ins; yield the JUSTIN_* environment."""
     from justin_flows.testing.condor_standins import install_condor_standins
+    from justin_flows.testing.git_repo import file_url, make_git_repo
+    from justin_flows.testing.https_server import LocalHTTPSServer
+    from justin_flows.testing.jwk import new_rsa_key, rsa_jwk
     from justin_flows.testing.metacat_double import MetaCatDouble
     from justin_flows.testing.rucio_server import RucioServer, ensure_server_venv
 
     _say("starting a real Rucio 41.5.1 server (first run builds its venv, about a minute) ...")
     ensure_server_venv()
-    with RucioServer(work_dir=work / "rucio") as rucio, MetaCatDouble() as metacat:
+    with RucioServer(work_dir=work / "rucio") as rucio, MetaCatDouble() as metacat, LocalHTTPSServer() as cilogon:
         _say(f"  Rucio   {rucio.url} (started in {rucio.start_seconds:.1f} s)")
         _say(f"  MetaCat {metacat.server_url} (protocol double)")
         metacat.add_user("sandbox", "sandbox-password")
+        metacat.seed_dataset("justin-logs:namespace-seed")
         install_condor_standins(work / "bin", work / "condor")
+        keys = json.dumps({"keys": [rsa_jwk(new_rsa_key(), "sandbox-key-1")]})
+        cilogon.routes["/.well-known/openid-configuration"] = (
+            200, "application/json", json.dumps({"issuer": cilogon.url, "jwks_uri": cilogon.url_for("/jwks")})
+        )
+        cilogon.routes["/jwks"] = (200, "application/json", keys)
+        _say(f"  CILogon {cilogon.url} (HTTPS with a sandbox CA)")
+        gfactory = file_url(make_git_repo(GFACTORY_FIXTURE, work / "osg-gfactory"))
+        _say(f"  gfactory {gfactory} (the project's synthetic checkout)")
         env = {
             **rucio.client_env(),
             "JUSTIN_RUCIO__ACCOUNT": rucio.root_account,
@@ -92,6 +106,9 @@ def local_services(work: Path) -> Iterator[dict[str, str]]:
             "JUSTIN_HTCONDOR__DRY_RUN": "true",
             "JUSTIN_HTCONDOR__BEARER_TOKEN_FILE": str(work / "bearer-token"),
             "JUSTIN_DATABASE_URL": f"sqlite:///{work / 'justin-flows.db'}",
+            "JUSTIN_SITES__GFACTORY_REPO_URL": gfactory,
+            "JUSTIN_CILOGON__OPENID_CONFIGURATION_URL": cilogon.url_for("/.well-known/openid-configuration"),
+            "JUSTIN_CILOGON__CA_FILE": str(cilogon.ca_file),
             "PREFECT_HOME": str(work / "prefect"),
         }
         os.environ.update(env)
@@ -130,19 +147,17 @@ def report() -> None:
         _say("\nkeys_names_values:")
         for name, value in s.execute(select(KeyNameValue.key_name, KeyNameValue.key_value)).all():
             _say(f"  {name} = {value}")
-        _say("\nexternal calls (service, operation, outcome, count, mean ms):")
-        query = (
-            select(ExternalCall.service, ExternalCall.operation, ExternalCall.outcome, func.count(), func.avg(ExternalCall.duration_ms))
-            .group_by(ExternalCall.service, ExternalCall.operation, ExternalCall.outcome)
-            .order_by(ExternalCall.service, ExternalCall.operation)
-        )
-        for service, operation, outcome, count, mean in s.execute(query).all():
-            _say(f"  {service:<9} {operation:<28} {outcome:<6} {count:>4} {mean:8.1f}")
+        _say("\nexternal calls per flow (flow, service, operation, outcome, count, mean ms):")
+        cols = (ExternalCall.flow_name, ExternalCall.service, ExternalCall.operation, ExternalCall.outcome)
+        query = select(*cols, func.count(), func.avg(ExternalCall.duration_ms)).group_by(*cols).order_by(*cols)
+        for flow_name, service, operation, outcome, count, mean in s.execute(query).all():
+            _say(f"  {flow_name or '-':<26} {service:<9} {operation:<26} {outcome:<6} {count:>4} {mean:8.1f}")
 
 
 def run_sandbox(keep: bool = False) -> int:
     work = REPO_ROOT / ".sandbox"
     work.mkdir(exist_ok=True)
+    (work / "justin-flows.db").unlink(missing_ok=True)  # every sandbox run starts empty
     _say(BANNER)
     _say("justin-flows SANDBOX: local throw-away services only. Nothing here touches")
     _say("production Rucio, MetaCat, HTCondor or any justIN database.")

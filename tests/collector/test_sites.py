@@ -17,6 +17,7 @@ import pytest
 from git import Repo
 from sqlalchemy import Engine, insert, select, update
 
+from justin_flows.testing.git_repo import commit_all, file_url, make_git_repo
 from justin_flows.adapters.git import GitAdapter
 from justin_flows.collector.sites import GfactoryCloneError, update_sites
 from justin_flows.db.engine import transaction
@@ -32,33 +33,6 @@ MALFORMED = FIXTURES / "malformed"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def git_repo(source: Path, dest: Path, exclude: tuple[str, ...] = ()) -> Repo:
-    """``source`` copied to ``dest`` (bytes only, so read-only sources stay harmless) and committed."""
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source)
-        if path.is_file() and relative.as_posix() not in exclude:
-            target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
-    repo = Repo.init(dest)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "justin-flows tests")
-        config.set_value("user", "email", "tests@example.invalid")
-        config.set_value("commit", "gpgsign", "false")
-    commit_all(repo, "gfactory snapshot")
-    return repo
-
-
-def commit_all(repo: Repo, message: str) -> str:
-    repo.git.add(A=True)
-    repo.git.commit("-q", "-m", message)
-    return repo.head.commit.hexsha
-
-
-def url(repo: Repo) -> str:
-    return Path(repo.working_tree_dir or "").as_uri()
 
 
 SITE_COLUMNS = ("jobsub_site_name", "wlcg_site_name", "country", "region", "only_production", "only_on_request",
@@ -101,7 +75,7 @@ def seen_times(model: type[Site] | type[Entry]) -> dict[str, dt.datetime | None]
 
 @pytest.fixture
 def synthetic_repo(tmp_path: Path) -> Repo:
-    return git_repo(CHECKOUT, tmp_path / "gfactory")
+    return make_git_repo(CHECKOUT, tmp_path / "gfactory")
 
 
 # ----------------------------------------------------------------------------- (a) the reference fixture
@@ -111,9 +85,9 @@ def test_reference_checkout_gives_the_rows_of_expected_json(db: Engine, tmp_path
     """The shared osg-gfactory slice, cloned over file://, stores exactly EXPECTED.json's 16 sites and 19 entries."""
     source = shared_path("fixtures", "osg-gfactory")
     expected = json.loads((source / "EXPECTED.json").read_text(encoding="utf-8"))
-    repo = git_repo(source, tmp_path / "osg-gfactory", exclude=("README.md",))
+    repo = make_git_repo(source, tmp_path / "osg-gfactory", exclude=("README.md",))
 
-    report = update_sites(GitAdapter(), repo_url=url(repo), extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(repo), extra_entries={})
 
     assert report.errors == []
     assert report.commit == repo.head.commit.hexsha
@@ -171,7 +145,7 @@ SYNTHETIC_ENTRIES = {
 
 def test_synthetic_checkout_exact_rows(db: Engine, synthetic_repo: Repo) -> None:
     before = dt.datetime.now(dt.timezone.utc)
-    report = update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     after = dt.datetime.now(dt.timezone.utc)
 
     assert report.errors == []
@@ -212,8 +186,8 @@ def commit_prefix(summary: str) -> str:
 
 
 def test_malformed_files_are_named_in_errors_while_good_files_load(db: Engine, tmp_path: Path) -> None:
-    repo = git_repo(MALFORMED, tmp_path / "malformed")
-    report = update_sites(GitAdapter(), repo_url=url(repo), extra_entries={})
+    repo = make_git_repo(MALFORMED, tmp_path / "malformed")
+    report = update_sites(GitAdapter(), repo_url=file_url(repo), extra_entries={})
 
     assert sites_in_db() == {
         "DE_Badburg": ("Badburg", "", "DE", "Europe", False, False, False),
@@ -269,7 +243,7 @@ def extra_entries_in_settings() -> Iterator[None]:
 
 @pytest.mark.usefixtures("extra_entries_in_settings")
 def test_extra_entries_come_from_the_settings(db: Engine, synthetic_repo: Repo) -> None:
-    report = update_sites(GitAdapter(), repo_url=url(synthetic_repo))
+    report = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo))
 
     sites = sites_in_db()
     # wlcg_site_name defaults to site_name; the site flags come from the first extra entry of the site
@@ -287,7 +261,7 @@ def test_extra_entries_come_from_the_settings(db: Engine, synthetic_repo: Repo) 
 
 @pytest.mark.usefixtures("extra_entries_in_settings")
 def test_an_explicit_empty_extra_entries_overrides_the_settings(db: Engine, synthetic_repo: Repo) -> None:
-    update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     assert "US_Bigiron" not in sites_in_db()
 
 
@@ -295,11 +269,11 @@ def test_an_explicit_empty_extra_entries_overrides_the_settings(db: Engine, synt
 
 
 def test_a_second_run_changes_nothing_and_reports_nothing_added_or_changed(db: Engine, synthetic_repo: Repo) -> None:
-    first = update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    first = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     state = full_state()
     times = seen_times(Entry)
 
-    second = update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    second = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
 
     assert full_state() == state
     assert first.counts["entries_added"] == 10
@@ -318,7 +292,7 @@ def test_a_second_run_changes_nothing_and_reports_nothing_added_or_changed(db: E
 def test_admin_enabled_site_stays_enabled_and_vanished_entries_keep_their_rows(
     db: Engine, synthetic_repo: Repo
 ) -> None:
-    update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     with transaction() as s:
         s.execute(update(Site).where(Site.site_name == "UK_Testshire").values(enabled=True, always_inner_apptainer=2))
     old_times = seen_times(Entry)
@@ -329,7 +303,7 @@ def test_admin_enabled_site_stays_enabled_and_vanished_entries_keep_their_rows(
     delta.write_text(delta.read_text(encoding="utf-8").replace('value: "6"', 'value: "8"'), encoding="utf-8")
     sha = commit_all(synthetic_repo, "drop gamma, more processors for yaml_gpu")
 
-    report = update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
 
     assert report.commit == sha
     with transaction() as s:
@@ -357,7 +331,7 @@ def test_admin_enabled_site_stays_enabled_and_vanished_entries_keep_their_rows(
 
 
 def test_an_entry_that_moves_site_is_reported_with_both_site_names(db: Engine, synthetic_repo: Repo) -> None:
-    update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     root = Path(synthetic_repo.working_tree_dir or "")
     beta = root / "20-beta.xml"
     beta.write_text(
@@ -365,7 +339,7 @@ def test_an_entry_that_moves_site_is_reported_with_both_site_names(db: Engine, s
     )
     commit_all(synthetic_repo, "move the dup entry")
 
-    report = update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
 
     assert entries_in_db()["TEST_NL_Polder_dup"][0] == "UK_Testshire"
     row = next(r for r in report.rows if r["name"] == "TEST_NL_Polder_dup")
@@ -378,7 +352,7 @@ def test_an_entry_that_moves_site_is_reported_with_both_site_names(db: Engine, s
 def test_a_failed_clone_raises_naming_the_repository_and_leaves_the_database_untouched(
     db: Engine, synthetic_repo: Repo, tmp_path: Path
 ) -> None:
-    update_sites(GitAdapter(), repo_url=url(synthetic_repo), extra_entries={})
+    update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), extra_entries={})
     state = full_state()
     times = seen_times(Site)
     LEDGER.drain()
@@ -414,11 +388,11 @@ def test_an_empty_repository_checkout_writes_nothing_and_says_so(db: Engine, tmp
     """A clone with no DUNE entry at all (wrong repository or branch) is an error, never a silent empty list."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "README.md").write_text("not a gfactory\n", encoding="utf-8")
-    repo = git_repo(tmp_path / "src", tmp_path / "repo")
+    repo = make_git_repo(tmp_path / "src", tmp_path / "repo")
     with transaction() as s:
         s.execute(insert(Site).values(site_name="UK_Kept", enabled=True))
 
-    report = update_sites(GitAdapter(), repo_url=url(repo), extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(repo), extra_entries={})
 
     assert report.errors[-1].startswith("no DUNE entry found in file://")
     assert "OSG_autoconf/: directory is missing" in report.errors
@@ -432,7 +406,7 @@ def test_the_branch_option_is_honoured(db: Engine, synthetic_repo: Repo) -> None
     sha = commit_all(synthetic_repo, "trimmed")
     synthetic_repo.git.checkout("-q", "-")  # the default branch keeps 10-alpha.xml
 
-    report = update_sites(GitAdapter(), repo_url=url(synthetic_repo), branch="trimmed", extra_entries={})
+    report = update_sites(GitAdapter(), repo_url=file_url(synthetic_repo), branch="trimmed", extra_entries={})
 
     assert report.commit == sha
     assert "TEST_UK_Testshire_ce01" not in entries_in_db()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
-from git import Repo
 from prefect.client.orchestration import get_client
 from rucio.client import Client
 from sqlalchemy import Engine, select
@@ -17,6 +15,7 @@ from flows.info_collector.storages import storages_flow
 from justin_flows.db.engine import transaction
 from justin_flows.db.models import CondorGroup, Entry, ExternalCall, Site, SiteStorage, Storage
 from justin_flows.testing.condor_standins import set_behaviour
+from justin_flows.testing.git_repo import file_url, make_git_repo
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins
@@ -88,20 +87,8 @@ def test_bad_rse_expression_is_refused_before_any_call(db: Engine) -> None:
         assert s.scalars(select(ExternalCall)).all() == []
 
 
-def git_repo(tmp_path: Path) -> str:
-    repo_dir = tmp_path / "gfactory"
-    shutil.copytree(FIXTURE_CHECKOUT, repo_dir)
-    repo = Repo.init(repo_dir)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "test")
-        config.set_value("user", "email", "test@example.invalid")
-    repo.index.add([str(p.relative_to(repo_dir)) for p in repo_dir.rglob("*") if p.is_file() and ".git" not in p.parts])
-    repo.index.commit("fixture")
-    return f"file://{repo_dir}"
-
-
 def test_sites_flow_loads_sites_then_distances_and_is_idempotent(db: Engine, tmp_path: Path) -> None:
-    url = git_repo(tmp_path)
+    url = file_url(make_git_repo(FIXTURE_CHECKOUT, tmp_path / "gfactory"))
     with transaction() as s:
         s.add(Storage(rse_id=1, rse_name="MONTECARLO"))
     first = sites_flow(repo_url=url, return_state=True)
