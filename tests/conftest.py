@@ -63,7 +63,8 @@ def database_url(pg_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Engine]:
-    """The results database, emptied before the test."""
+    """The results database, emptied before the test (the reference rows of migration 0002 too:
+    tests seed what they rely on)."""
     engine = get_engine()
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:

@@ -1,4 +1,5 @@
-"""``justin-flows``: operator commands (database migrations, settings, the sandbox)."""
+"""``justin-flows``: operator commands (database migrations, settings, the sandbox, workflows,
+sites and storages)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,124 @@ def _sandbox(args: argparse.Namespace) -> int:
     return run_sandbox(keep=args.keep)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _distance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def parse_output(text: str) -> tuple[str, str, int, str]:
+    """``PATTERN:DESTINATION[:LIFETIME_DAYS[:RSE_EXPR]]`` -> (pattern, destination, seconds, rse).
+
+    The pattern holds no ``:``; DESTINATION may (an https:// URL), so the optional fields are
+    taken from the right: a last field of digits is the lifetime, else a digits field before
+    the last one is the lifetime and the last one the RSE expression (which holds no ``:``).
+    """
+    pattern, sep, rest = text.partition(":")
+    if not sep or not pattern:
+        raise argparse.ArgumentTypeError(f"--output {text!r}: expected PATTERN:DESTINATION[:LIFETIME_DAYS[:RSE_EXPR]]")
+    parts = rest.split(":")
+    days, rse = "1", ""
+    if len(parts) >= 2 and parts[-1].isdigit():
+        days, parts = parts[-1], parts[:-1]
+    elif len(parts) >= 3 and parts[-2].isdigit():
+        days, rse, parts = parts[-2], parts[-1], parts[:-2]
+    if int(days) < 1:
+        raise argparse.ArgumentTypeError(f"--output {text!r}: LIFETIME_DAYS must be at least 1")
+    return pattern, ":".join(parts), int(days) * 86400, rse
+
+
+def _workflow_create(args: argparse.Namespace) -> int:
+    from justin_flows.admin import create_workflow
+
+    workflow_id = create_workflow(
+        args.mql,
+        scope=args.scope,
+        processors=args.processors,
+        rss_bytes=args.rss_mib * 1048576,
+        wall_seconds=args.wall_seconds,
+        max_distance=args.max_distance,
+        gpus=args.gpus,
+        output_patterns=args.output,
+        sites=args.site or None,
+        state=args.state,
+        principal_name=args.user,
+        jobscript_image=args.jobscript_image,
+    )
+    print(f"created workflow {workflow_id} (stage 1, state {args.state})")
+    return 0
+
+
+def _site_enable(args: argparse.Namespace) -> int:
+    from justin_flows.admin import enable_site
+
+    site_id = enable_site(args.name)
+    print(f"site {args.name} (id {site_id}) enabled")
+    return 0
+
+
+def _storage_enable(args: argparse.Namespace) -> int:
+    from justin_flows.admin import enable_storage
+
+    rse_id = enable_storage(args.name)
+    print(f"storage {args.name} (id {rse_id}) enabled for justIN writes")
+    return 0
+
+
+def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    workflow = sub.add_parser("workflow", help="justIN workflows").add_subparsers(dest="workflow_command", required=True)
+    create = workflow.add_parser("create", help="create a workflow with one stage")
+    create.add_argument("--mql", required=True, help="MetaCat query of the input files")
+    create.add_argument("--scope", required=True, help="Rucio scope of the outputs")
+    create.add_argument("--processors", type=_positive_int, default=1)
+    create.add_argument("--rss-mib", type=_positive_int, default=2000, help="memory per job in MiB (default 2000)")
+    create.add_argument("--wall-seconds", type=_positive_int, default=80000)
+    create.add_argument("--max-distance", type=_distance, default=0.0, help="site-storage distance (default 0)")
+    create.add_argument("--gpus", type=_non_negative_int, default=0)
+    create.add_argument("--output", type=parse_output, action="append", default=[],
+                        metavar="PATTERN:DESTINATION[:LIFETIME_DAYS[:RSE_EXPR]]",
+                        help="an output pattern (repeatable); DESTINATION is a dataset name prefix or https:// URL")
+    create.add_argument("--site", action="append", default=[], help="allow only this site (repeatable)")
+    create.add_argument("--state", default="running", choices=["running", "paused", "submitted", "draft"])
+    create.add_argument("--user", default="dunepro", help="principal name of the workflow's user")
+    create.add_argument("--jobscript-image", default="", help="default: the configured jobscript image")
+    create.set_defaults(func=_workflow_create)
+
+    site = sub.add_parser("site", help="sites").add_subparsers(dest="site_command", required=True)
+    site_enable = site.add_parser("enable", help="let justIN send jobs to a site")
+    site_enable.add_argument("name")
+    site_enable.set_defaults(func=_site_enable)
+
+    storage = sub.add_parser("storage", help="storages").add_subparsers(dest="storage_command", required=True)
+    storage_enable = storage.add_parser("enable", help="let justIN write outputs to a storage (RSE)")
+    storage_enable.add_argument("name")
+    storage_enable.set_defaults(func=_storage_enable)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justin-flows", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run every flow once against local services")
     sandbox.add_argument("--keep", action="store_true", help="leave the services running until Ctrl-C")
     sandbox.set_defaults(func=_sandbox)
+
+    _add_admin_commands(sub)
     return parser
 
 

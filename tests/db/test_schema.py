@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, inspect, select
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
 
 from justin_flows.db.engine import transaction, upsert
 from justin_flows.db.migrate import upgrade
@@ -37,6 +37,10 @@ def test_migrations_also_build_an_sqlite_database(tmp_path) -> None:  # type: ig
     upgrade(url)
     engine = create_engine(url)
     assert "external_calls" in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # server-side defaults work on SQLite too
+        conn.execute(text("INSERT INTO workflows (campaign_id, state, state_message, mql, refind_seconds) "
+                          "VALUES (0, 'draft', '', '', 0)"))
+        assert conn.execute(text("SELECT created FROM workflows WHERE workflow_id = 2")).scalar() is not None
     engine.dispose()
 
 
@@ -79,3 +83,24 @@ def test_ledger_flush_writes_one_row_per_attempt_with_the_run(db: Engine) -> Non
         rows = s.execute(select(ExternalCall.flow_run_id, ExternalCall.outcome, ExternalCall.error)).all()
         assert sorted(rows) == [("run-1", "error", "ConnectionError: refused"), ("run-1", "ok", None)]
         assert s.scalar(select(func.count()).select_from(ExternalCall)) == 2
+
+
+def test_migrations_seed_montecarlo_and_the_awt_workflow_and_move_the_sequences(pg_server: PostgresServer) -> None:
+    from justin_flows.db.models import Storage, Workflow
+    from sqlalchemy.orm import Session
+
+    url = pg_server.create_database("justin_seed")
+    try:
+        upgrade(url)
+        engine = create_engine(url)
+        with Session(engine) as s, s.begin():
+            assert s.get(Storage, 1).rse_name == "MONTECARLO"  # type: ignore[union-attr]
+            assert s.get(Workflow, 1) is not None
+            s.add(Workflow(mql="files from test:ds"))
+            s.add(Storage(rse_name="NEW_RSE"))
+            s.flush()
+            assert s.scalar(select(func.max(Workflow.workflow_id))) == 2
+            assert s.scalar(select(Storage.rse_id).where(Storage.rse_name == "NEW_RSE")) == 2
+        engine.dispose()
+    finally:
+        pg_server.drop_database(url)

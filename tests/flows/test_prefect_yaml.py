@@ -21,6 +21,8 @@ DOCUMENTED_SCHEDULES: dict[str, dict[str, object]] = {
     "info-collector-storages": {"interval": 3600},
     "info-collector-sites": {"interval": 3600},
     "finder": {"interval": 60},
+    "job-factory": {"interval": 60},
+    "awt-jobs": {"interval": 21600},
     "info-collector-jwks": {"interval": 86400},
 }
 

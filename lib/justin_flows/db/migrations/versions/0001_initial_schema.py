@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('site_id', sa.Integer(), nullable=False),
     sa.Column('entry_id', sa.Integer(), nullable=False),
     sa.Column('rse_id', sa.Integer(), nullable=False),
-    sa.Column('event_time', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('event_time', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column('seconds', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_events'))
     )
@@ -73,7 +73,7 @@ def upgrade() -> None:
     sa.Column('requested_gpus', sa.Integer(), nullable=False),
     sa.Column('requested_rss_bytes', sa.BigInteger(), nullable=False),
     sa.Column('requested_wall_seconds', sa.Integer(), nullable=False),
-    sa.Column('submitted_time', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('submitted_time', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column('finished_time', sa.DateTime(timezone=True), nullable=True),
     sa.Column('justin_job_secret', sa.String(length=255), nullable=False),
     sa.Column('jobscript_secret', sa.String(length=255), nullable=False),
@@ -140,7 +140,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('main_pn_id', sa.Integer(), nullable=True),
     sa.Column('processing_enabled', sa.Boolean(), nullable=False),
-    sa.Column('created_time', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created_time', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.PrimaryKeyConstraint('user_id', name=op.f('pk_users'))
     )
     op.create_table('wlcg_groups',
@@ -273,7 +273,7 @@ def upgrade() -> None:
     sa.Column('scope_id', sa.Integer(), nullable=True),
     sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('mql', sa.Text(), nullable=False),
-    sa.Column('created', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('created', sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     sa.Column('submitted', sa.DateTime(timezone=True), nullable=True),
     sa.Column('started', sa.DateTime(timezone=True), nullable=True),
     sa.Column('checking', sa.DateTime(timezone=True), nullable=True),

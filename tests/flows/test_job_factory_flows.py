@@ -1,0 +1,103 @@
+"""Job factory and AWT flows: the Rucio gate, submission through the stand-in, dry runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from flows.job_factory.awt import awt_flow
+from flows.job_factory.factory import job_factory_flow
+from justin_flows.admin import create_workflow, enable_site
+from justin_flows.db.engine import transaction
+from justin_flows.db.models import Entry, Job, Replica, Site, SiteStorage, Storage, Workflow, File, FileState
+from justin_flows.testing.condor_standins import read_calls
+from justin_flows.testing.rucio_server import RucioServer
+from tests.conftest import CondorStandins
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def seed_stage_with_unallocated_files(files: int) -> int:
+    """A running workflow whose files sit on a storage at distance 0 from an enabled site."""
+    with transaction() as s:
+        awt = Workflow(mql="", state_message="AWT")
+        s.add(awt)
+        s.flush()
+        assert awt.workflow_id == 1  # awt_workflow_id: the first id after the db fixture's reset
+        site = Site(site_name="UK_Flowtest", jobsub_site_name="UK_Flowtest")
+        storage = Storage(rse_name="FLOWTEST_DISK", justin_write=True)
+        s.add_all([site, storage])
+        s.flush()
+        s.add(Entry(entry_name="DUNE_UK_Flowtest_ce1", site_id=site.site_id))
+        s.add(SiteStorage(site_id=site.site_id, rse_id=storage.rse_id, distance=0))
+        rse_id = storage.rse_id
+    wid = create_workflow("files from test:flow", scope="flowtest", principal_name="alice@fnal.gov")
+    enable_site("UK_Flowtest")
+    with transaction() as s:
+        for i in range(files):
+            f = File(workflow_id=wid, stage_id=1, file_did=f"flowtest:f{i}", state=FileState.UNALLOCATED)
+            s.add(f)
+            s.flush()
+            s.add(Replica(file_id=f.file_id, rse_id=rse_id, workflow_id=wid, stage_id=1, wan_pfn=f"root://x/f{i}"))
+    return wid
+
+
+def submits(condor: CondorStandins) -> list[dict[str, object]]:
+    return [c for c in read_calls(condor.state_dir) if c["program"] == "condor_submit"]
+
+
+def test_healthy_rucio_lets_the_factory_submit_one_cluster_per_stage(
+    db: Engine, rucio_server: RucioServer, condor_env: CondorStandins
+) -> None:
+    wid = seed_stage_with_unallocated_files(4)
+    state = job_factory_flow(return_state=True)
+    assert state.is_completed(), state.message
+    with transaction() as s:
+        jobs = s.scalars(select(Job).where(Job.workflow_id == wid)).all()
+    assert len(jobs) == 6  # ceil(1.5 x 4)
+    assert len(submits(condor_env)) == 1
+
+
+@pytest.fixture
+def rucio_down(rucio_server: RucioServer) -> Iterator[None]:
+    rucio_server.stop()
+    try:
+        yield
+    finally:
+        rucio_server.restart()
+
+
+def test_rucio_down_means_no_submission_and_the_state_says_why(
+    db: Engine, condor_env: CondorStandins, rucio_down: None
+) -> None:
+    seed_stage_with_unallocated_files(4)
+    state = job_factory_flow(return_state=True)
+    assert state.is_completed() and state.name == "Skipped"
+    assert "Rucio unreachable" in (state.message or "")
+    assert submits(condor_env) == []
+    with transaction() as s:
+        assert s.scalars(select(Job)).all() == []
+
+
+def test_awt_still_runs_while_rucio_is_down(db: Engine, condor_env: CondorStandins, rucio_down: None) -> None:
+    seed_stage_with_unallocated_files(1)
+    state = awt_flow(return_state=True)
+    assert state.is_completed(), state.message
+    with transaction() as s:
+        awt_jobs = s.scalars(select(Job).where(Job.workflow_id == 1)).all()
+    assert len(awt_jobs) == 1 and awt_jobs[0].site_id is not None
+    assert len(submits(condor_env)) == 1
+
+
+def test_dry_run_parameter_submits_nothing_and_records_nothing(
+    db: Engine, rucio_server: RucioServer, condor_env: CondorStandins, tmp_path: Path
+) -> None:
+    seed_stage_with_unallocated_files(4)
+    state = job_factory_flow(dry_run=True, return_state=True)
+    assert state.is_completed(), state.message
+    assert submits(condor_env) == []
+    with transaction() as s:
+        assert s.scalars(select(Job)).all() == []
