@@ -36,7 +36,7 @@ def seed_rucio(rse_root: Path) -> list[str]:
 
     client = Client()
     seeded = []
-    for name, site, country in (("SANDBOX_UK_DISK", "UK_Sandbox", "UK"), ("SANDBOX_US_DISK", "US_Sandbox", "US")):
+    for name, site, country in (("SANDBOX_UK_DISK", "UK_Testshire", "UK"), ("SANDBOX_US_DISK", "US_Sampleton", "US")):
         with contextlib.suppress(Exception):  # already there on a rerun
             client.add_rse(name, deterministic=True, volatile=False, rse_type="DISK")
         for key, value in (("site", site), ("country", country)):
@@ -52,9 +52,44 @@ def seed_rucio(rse_root: Path) -> list[str]:
                     "domains": {"lan": {"read": 1, "write": 1, "delete": 1}, "wan": {"read": 1, "write": 1, "delete": 1}},
                 },
             )
+        with contextlib.suppress(Exception):  # an xrootd door: registered so the finder sees root PFNs
+            client.add_protocol(
+                name,
+                {
+                    "scheme": "root", "hostname": f"xrootd.{name.lower()}.sandbox.invalid", "port": 1094,
+                    "prefix": f"/{name}/", "impl": "rucio.rse.protocols.gfal.Default",
+                    "domains": {"lan": {"read": 2, "write": 2, "delete": 2}, "wan": {"read": 2, "write": 2, "delete": 2}},
+                },
+            )
         client.set_local_account_limit("root", name, 10**12)
         seeded.append(name)
     return seeded
+
+
+def seed_input_files(metacat: Any, rse: str, count: int = 6) -> str:
+    """Input files known to MetaCat, with replicas in Rucio on ``rse``; returns their MQL."""
+    from rucio.client import Client
+
+    client = Client()
+    with contextlib.suppress(Exception):
+        client.add_scope("root", "sandbox")
+    files = [{"scope": "sandbox", "name": f"raw-{i:04d}.root", "bytes": 1000 + i, "adler32": "0000000%d" % i}
+             for i in range(count)]
+    with contextlib.suppress(Exception):
+        client.add_replicas(rse, files)
+    for f in files:
+        metacat.seed_file("sandbox", f["name"], f["bytes"], {"core.run_type": "sandbox"}, datasets=["sandbox:inputs"])
+    return "files from sandbox:inputs"
+
+
+def prepare_workflow(mql: str) -> int:
+    """What an operator does before the factory can submit: enable a site and a storage, add a workflow."""
+    from justin_flows.admin import create_workflow, enable_site, enable_storage
+
+    enable_site("UK_Testshire")
+    enable_storage("SANDBOX_UK_DISK")
+    return create_workflow(mql, scope="sandbox", max_distance=30.0, principal_name="sandbox@example.invalid",
+                           state="submitted", output_patterns=[("*.root", "sandbox-output", 86400, "")])
 
 
 def _load_flow(entrypoint: str) -> Any:
@@ -103,7 +138,8 @@ def local_services(work: Path) -> Iterator[dict[str, str]]:
             "JUSTIN_METACAT__PASSWORD": "sandbox-password",
             "JUSTIN_HTCONDOR__CONDOR_SUBMIT": str(work / "bin" / "condor_submit"),
             "JUSTIN_HTCONDOR__CONDOR_USERPRIO": str(work / "bin" / "condor_userprio"),
-            "JUSTIN_HTCONDOR__DRY_RUN": "true",
+            "JUSTIN_HTCONDOR__SCHEDDS": "sandbox-schedd.invalid",
+            "JUSTIN_HTCONDOR__COLLECTORS": "sandbox-collector.invalid",
             "JUSTIN_HTCONDOR__BEARER_TOKEN_FILE": str(work / "bearer-token"),
             "JUSTIN_DATABASE_URL": f"sqlite:///{work / 'justin-flows.db'}",
             "JUSTIN_SITES__GFACTORY_REPO_URL": gfactory,
@@ -117,14 +153,23 @@ def local_services(work: Path) -> Iterator[dict[str, str]]:
         clean_cached_config()
         seeded = seed_rucio(work / "rse")
         _say(f"  seeded RSEs: {', '.join(seeded)}")
+        env["SANDBOX_MQL"] = seed_input_files(metacat, seeded[0])
+        _say(f"  seeded 6 input files in MetaCat and Rucio: {env['SANDBOX_MQL']}")
         yield env
 
 
-def run_deployments() -> list[tuple[str, str, float]]:
-    """Run each prefect.yaml deployment's flow once with its YAML parameters."""
+def run_deployments(mql: str) -> list[tuple[str, str, float]]:
+    """Run each prefect.yaml deployment's flow once with its YAML parameters.
+
+    After the info collector has filled in sites and storages, the sandbox acts as an
+    operator: it enables a site and a storage and submits a workflow for the finder and
+    the job factory to work on.
+    """
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     results = []
     for deployment in config["deployments"]:
+        if deployment["name"] == "finder":
+            _say(f"  (operator) workflow {prepare_workflow(mql)} submitted: {mql}")
         flow = _load_flow(deployment["entrypoint"])
         start = time.perf_counter()
         state = flow(**(deployment.get("parameters") or {}), return_state=True)
@@ -160,17 +205,18 @@ def run_sandbox(keep: bool = False) -> int:
     (work / "justin-flows.db").unlink(missing_ok=True)  # every sandbox run starts empty
     _say(BANNER)
     _say("justin-flows SANDBOX: local throw-away services only. Nothing here touches")
-    _say("production Rucio, MetaCat, HTCondor or any justIN database.")
+    _say("production Rucio, MetaCat, HTCondor or any justIN database. condor_submit and")
+    _say("condor_userprio are local stand-ins: no job reaches a real schedd.")
     _say(f"work directory: {work}")
     _say(BANNER)
-    with local_services(work):
+    with local_services(work) as env:
         from justin_flows.db.migrate import upgrade
         from justin_flows.settings import get_settings
 
         get_settings.cache_clear()
         upgrade(get_settings().database_url.get_secret_value())
         _say("\nrunning every deployment's flow once (Prefect in local ephemeral mode):")
-        results = run_deployments()
+        results = run_deployments(env["SANDBOX_MQL"])
         report()
         if keep:
             _say("\nservices stay up; Ctrl-C to stop")

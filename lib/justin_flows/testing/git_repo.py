@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from git import Repo
 
 
 def make_git_repo(source: Path, dest: Path, exclude: tuple[str, ...] = ()) -> Repo:
-    """``source`` copied to ``dest`` (bytes only, so read-only sources stay harmless) and committed."""
+    """``source`` copied to ``dest`` (bytes only, so read-only sources stay harmless) and committed.
+
+    Whatever was at ``dest`` before is replaced.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         if path.is_file() and relative.as_posix() not in exclude:
