@@ -100,6 +100,16 @@ def rucio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RucioServ
     reset_caches()
 
 
+@pytest.fixture
+def stopped_rucio(rucio_server: RucioServer) -> Iterator[RucioServer]:
+    """The session's Rucio server, stopped for this test and restarted (same port and data) after."""
+    rucio_server.stop()
+    try:
+        yield rucio_server
+    finally:
+        rucio_server.restart()
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A real local Prefect server (temporary SQLite) for the session's flow runs."""

@@ -11,7 +11,8 @@ from flows.common import collector_task, finish, ledger_scope
 from flows.info_collector.rucio_health import check_rucio
 from justin_flows.adapters.metacat import MetaCatAdapter
 from justin_flows.adapters.rucio import RucioAdapter
-from justin_flows.finder import files, finish as finishing, replicas, submitted
+from justin_flows.finder import files, replicas, submitted
+from justin_flows.finder import finish as finishing
 
 find_submitted_workflows = collector_task(submitted.find_submitted_workflows, "findSubmittedWorkflows")
 find_files = collector_task(files.find_files, "findFiles")

@@ -39,7 +39,7 @@ def check_rucio(pings: int = rucio_health.PINGS) -> RucioHealth:
     return health
 
 
-@flow(name="rucio-health")
+@flow(name="rucio-health", timeout_seconds=900)
 def rucio_health_flow(pings: int = rucio_health.PINGS) -> dict[str, object]:
     """Ping Rucio ``pings`` times and store the average; fails (red in the UI) when Rucio is unhealthy."""
     if not 1 <= pings <= 20:

@@ -20,8 +20,8 @@ from justin_flows.db.models import Storage
 from justin_flows.ledger import LEDGER
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
-from tests.rucio_seed import add_rse, add_scope, calls, unique
 from tests.conftest import reset_caches
+from tests.rucio_seed import add_rse, add_scope, calls, unique
 
 NOW = 1_710_000_000 - 1  # one second before a period boundary
 PERIODS = (1_709_000_000, 1_710_000_000, 1_711_000_000)

@@ -21,8 +21,8 @@ from justin_flows.db.engine import transaction
 from justin_flows.db.models import CondorGroup, NamedQuota, PrincipalName, Scope, User, WlcgGroup
 from justin_flows.ledger import LEDGER
 from justin_flows.testing.rucio_server import RucioServer
-from tests.rucio_seed import add_scope, calls, unique
 from tests.conftest import reset_caches
+from tests.rucio_seed import add_scope, calls, unique
 
 QUOTA_COLUMNS = ("quota_name", "wlcg_group_id", "condor_group_id", "user_id", "processing_enabled", "for_justin")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, select
 
@@ -41,15 +39,6 @@ def test_healthy_rucio_is_recorded_with_three_pings_in_the_ledger(db: Engine, ru
     rows = ledger_rows(db)
     assert [(svc, op, outcome) for svc, op, _, outcome, _ in rows] == [("rucio", "ping", "ok")] * 3
     assert {run_id for *_, run_id in rows} == {str(state.state_details.flow_run_id)}
-
-
-@pytest.fixture
-def stopped_rucio(rucio_server: RucioServer) -> Iterator[RucioServer]:
-    rucio_server.stop()
-    try:
-        yield rucio_server
-    finally:
-        rucio_server.restart()
 
 
 def test_stopped_rucio_is_recorded_overloaded_after_three_attempts(db: Engine, stopped_rucio: RucioServer) -> None:

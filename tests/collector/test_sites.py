@@ -17,13 +17,13 @@ import pytest
 from git import Repo
 from sqlalchemy import Engine, insert, select, update
 
-from justin_flows.testing.git_repo import commit_all, file_url, make_git_repo
 from justin_flows.adapters.git import GitAdapter
 from justin_flows.collector.sites import GfactoryCloneError, update_sites
 from justin_flows.db.engine import transaction
 from justin_flows.db.models import Entry, Site
 from justin_flows.domain.gfactory import MIB, parse_gfactory
 from justin_flows.ledger import LEDGER
+from justin_flows.testing.git_repo import commit_all, file_url, make_git_repo
 from tests.conftest import reset_caches
 from tests.shared_data import shared_path
 

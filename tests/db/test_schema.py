@@ -86,8 +86,9 @@ def test_ledger_flush_writes_one_row_per_attempt_with_the_run(db: Engine) -> Non
 
 
 def test_migrations_seed_montecarlo_and_the_awt_workflow_and_move_the_sequences(pg_server: PostgresServer) -> None:
-    from justin_flows.db.models import Storage, Workflow
     from sqlalchemy.orm import Session
+
+    from justin_flows.db.models import Storage, Workflow
 
     url = pg_server.create_database("justin_seed")
     try:

@@ -11,7 +11,7 @@ from justin_flows.db.engine import transaction
 from justin_flows.db.models import Event, File, NamedQuota, Replica, Scope, Workflow, WorkflowState
 from justin_flows.finder.files import find_files, next_refind_time, parse_input_source
 from justin_flows.ledger import LEDGER
-from tests.finder.conftest import NOW, MetaCat, RucioSeed, Rows, SpyRucio, unique
+from tests.finder.conftest import NOW, MetaCat, Rows, RucioSeed, SpyRucio, unique
 
 DUE = NOW - dt.timedelta(minutes=1)
 

@@ -8,7 +8,6 @@ that a posix RSE (scheme ``file`` only, like the sandbox RSEs) needs ``schemes``
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from justin_flows.db.models import File, FileState, Replica, WorkflowState
 from justin_flows.finder.replicas import NEEDS_PIN, find_replicas
 from justin_flows.ledger import LEDGER
 from justin_flows.testing.rucio_server import RucioServer
-from tests.finder.conftest import RucioSeed, Rows, SpyRucio
+from tests.finder.conftest import Rows, RucioSeed, SpyRucio
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -232,15 +231,6 @@ def test_bad_parameters_are_refused(db: Engine, rucio: SpyRucio) -> None:
         find_replicas(rucio, chunk_size=0)
     with pytest.raises(ValueError):
         find_replicas(rucio, max_files=0)
-
-
-@pytest.fixture
-def stopped_rucio(rucio_server: RucioServer) -> Iterator[RucioServer]:
-    rucio_server.stop()
-    try:
-        yield rucio_server
-    finally:
-        rucio_server.restart()
 
 
 def test_rucio_down_leaves_files_in_finding_and_reports_the_chunk(

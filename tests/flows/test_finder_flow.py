@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, select
 
@@ -40,17 +38,8 @@ def test_a_submitted_monte_carlo_workflow_is_started_and_its_files_found(
     assert replicas == [1, 1, 1]
 
 
-@pytest.fixture
-def rucio_down(rucio_server: RucioServer) -> Iterator[None]:
-    rucio_server.stop()
-    try:
-        yield
-    finally:
-        rucio_server.restart()
-
-
 def test_with_rucio_down_no_files_are_searched_and_the_state_says_why(
-    db: Engine, metacat_env: MetaCatDouble, rucio_down: None
+    db: Engine, metacat_env: MetaCatDouble, stopped_rucio: RucioServer
 ) -> None:
     wid = submitted_monte_carlo_workflow(3)
     seen = len(metacat_env.requests)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from flows.job_factory.awt import awt_flow
 from flows.job_factory.factory import job_factory_flow
 from justin_flows.admin import create_workflow, enable_site
 from justin_flows.db.engine import transaction
-from justin_flows.db.models import Entry, Job, Replica, Site, SiteStorage, Storage, Workflow, File, FileState
+from justin_flows.db.models import Entry, File, FileState, Job, Replica, Site, SiteStorage, Storage, Workflow
 from justin_flows.testing.condor_standins import read_calls
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins
@@ -61,17 +60,8 @@ def test_healthy_rucio_lets_the_factory_submit_one_cluster_per_stage(
     assert len(submits(condor_env)) == 1
 
 
-@pytest.fixture
-def rucio_down(rucio_server: RucioServer) -> Iterator[None]:
-    rucio_server.stop()
-    try:
-        yield
-    finally:
-        rucio_server.restart()
-
-
 def test_rucio_down_means_no_submission_and_the_state_says_why(
-    db: Engine, condor_env: CondorStandins, rucio_down: None
+    db: Engine, condor_env: CondorStandins, stopped_rucio: RucioServer
 ) -> None:
     seed_stage_with_unallocated_files(4)
     state = job_factory_flow(return_state=True)
@@ -82,7 +72,7 @@ def test_rucio_down_means_no_submission_and_the_state_says_why(
         assert s.scalars(select(Job)).all() == []
 
 
-def test_awt_still_runs_while_rucio_is_down(db: Engine, condor_env: CondorStandins, rucio_down: None) -> None:
+def test_awt_still_runs_while_rucio_is_down(db: Engine, condor_env: CondorStandins, stopped_rucio: RucioServer) -> None:
     seed_stage_with_unallocated_files(1)
     state = awt_flow(return_state=True)
     assert state.is_completed(), state.message

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import requests
 from rucio.client import Client
 from rucio.client.pingclient import PingClient
 from rucio.client.uploadclient import UploadClient
-from rucio.common.config import clean_cached_config
 from rucio.common.exception import ServerConnectionException
 
 from justin_flows.testing.condor_standins import (

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -54,7 +54,7 @@ class Route:
         return self.body.encode() if isinstance(self.body, str) else self.body
 
 
-RouteSpec = Union[Route, tuple[int, str, Union[bytes, str]]]
+RouteSpec = Route | tuple[int, str, bytes | str]
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
