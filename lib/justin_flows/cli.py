@@ -1,14 +1,18 @@
 """``justin-flows``: operator commands (database migrations, settings, the sandbox, workflows,
-sites and storages)."""
+sites and storages) and the justIN UI commands (show-jobscript, show-files, show-replicas)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from justin_flows.settings import get_settings
+
+if TYPE_CHECKING:
+    from justin_flows.ui.result import CommandResult
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -149,6 +153,105 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     storage_enable.set_defaults(func=_storage_enable)
 
 
+def _ui_command(run: Callable[[], CommandResult]) -> int:
+    """Print a UI command's answer; 0 on success, 2 for bad input, 1 when a service failed."""
+    from justin_flows.ui import UIServiceError
+
+    try:
+        result = run()
+    except UIServiceError as exc:
+        print(f"justin-flows: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(result.text)
+    return 0
+
+
+def _show_jobscript(args: argparse.Namespace) -> int:
+    from justin_flows.adapters.http import HTTPAdapter
+    from justin_flows.ui.jobscripts import configured_base_url, show_jobscript, show_stage_jobscript
+
+    if args.workflow_id is not None or args.stage_id is not None:
+        if args.jobscript_git is not None:
+            raise ValueError("give either ORG/REPO/PATH:TAG or --workflow-id with --stage-id, not both")
+        if args.workflow_id is None or args.stage_id is None:
+            raise ValueError("--workflow-id and --stage-id go together")
+        return _ui_command(lambda: show_stage_jobscript(args.workflow_id, args.stage_id))
+    if args.jobscript_git is None:
+        raise ValueError("give ORG/REPO/PATH:TAG (or --workflow-id with --stage-id)")
+    base_url = args.base_url or configured_base_url(get_settings())
+
+    def run() -> CommandResult:
+        with HTTPAdapter() as http:
+            return show_jobscript(http, args.jobscript_git, base_url=base_url)
+
+    return _ui_command(run)
+
+
+def _show_files(args: argparse.Namespace) -> int:
+    from justin_flows.adapters.metacat import MetaCatAdapter
+    from justin_flows.ui.files import show_files
+
+    def run() -> CommandResult:
+        with MetaCatAdapter() as metacat:
+            return show_files(
+                metacat, mql=args.mql, workflow_id=args.workflow_id, stage_id=args.stage_id,
+                file_did=args.file_did, limit=args.limit,
+            )
+
+    return _ui_command(run)
+
+
+def _show_replicas(args: argparse.Namespace) -> int:
+    from justin_flows.adapters.metacat import MetaCatAdapter
+    from justin_flows.adapters.rucio import RucioAdapter
+    from justin_flows.ui.replicas import show_replicas
+
+    def run() -> CommandResult:
+        with MetaCatAdapter() as metacat:
+            return show_replicas(
+                metacat, RucioAdapter(), mql=args.mql, workflow_id=args.workflow_id, stage_id=args.stage_id,
+                file_did=args.file_did, rse_name=args.rse, limit=args.limit, chunk_size=args.chunk_size,
+            )
+
+    return _ui_command(run)
+
+
+def _add_ui_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jobscript = sub.add_parser(
+        "show-jobscript", help="show a jobscript from GitHub (ORG/REPO/PATH:TAG), TLS verified"
+    )
+    jobscript.add_argument("jobscript_git", nargs="?", metavar="ORG/REPO/PATH:TAG",
+                           help="TAG is a branch, tag or commit and is mandatory")
+    jobscript.add_argument("--workflow-id", type=_positive_int, help="a stage's stored jobscript (not available here)")
+    jobscript.add_argument("--stage-id", type=_positive_int)
+    jobscript.add_argument("--base-url", default=None,
+                           help="raw file server (default https://raw.githubusercontent.com)")
+    jobscript.set_defaults(func=_show_jobscript)
+
+    files = sub.add_parser("show-files", help="files of an MQL query (MetaCat) or of a workflow (database)")
+    source = files.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mql", help="MetaCat query; the first --limit files are shown (default 100)")
+    source.add_argument("--workflow-id", type=_positive_int, help="the workflow's files from the database")
+    files.add_argument("--stage-id", type=_positive_int, help="with --workflow-id: only this stage")
+    files.add_argument("--file-did", help="with --workflow-id: only this file")
+    files.add_argument("--limit", type=_positive_int, default=None,
+                       help="at most this many files (default: 100 for --mql, all for --workflow-id)")
+    files.set_defaults(func=_show_files)
+
+    replicas = sub.add_parser("show-replicas", help="replicas of an MQL query's files (Rucio) or of a workflow's")
+    source = replicas.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mql", help="MetaCat query, or 'monte-carlo N'")
+    source.add_argument("--workflow-id", type=_positive_int, help="the workflow's replicas from the database")
+    replicas.add_argument("--stage-id", type=_positive_int, help="with --workflow-id: only this stage")
+    replicas.add_argument("--file-did", help="with --workflow-id: only this file")
+    replicas.add_argument("--rse", help="with --workflow-id: only this RSE")
+    replicas.add_argument("--limit", type=_positive_int, default=None,
+                          help="at most this many files (--mql; default all) or replicas (--workflow-id; default 100)")
+    replicas.add_argument("--chunk-size", type=_positive_int, default=500,
+                          help="files per Rucio list_replicas call (default 500)")
+    replicas.set_defaults(func=_show_replicas)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justin-flows", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(func=_sandbox)
 
     _add_admin_commands(sub)
+    _add_ui_commands(sub)
     return parser
 
 

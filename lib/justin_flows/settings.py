@@ -139,6 +139,13 @@ class JobFactorySettings(BaseModel):
     jobscript_image_version: str = "latest"
 
 
+class UISettings(BaseModel):
+    """The UI-service commands (show-jobscript, show-files, show-replicas)."""
+
+    github_raw_base_url: str = Field("https://raw.githubusercontent.com", pattern=r"^https://")
+    replicas_chunk_size: int = Field(500, ge=1, le=5000)
+
+
 class LedgerSettings(BaseModel):
     """The external-call ledger."""
 
@@ -174,6 +181,7 @@ class Settings(BaseSettings):
     sites: SitesSettings = SitesSettings()
     job_factory: JobFactorySettings = JobFactorySettings()
     ledger: LedgerSettings = LedgerSettings()
+    ui: UISettings = UISettings()
 
     _split_groups = field_validator("users_wlcg_groups", mode="before")(_split_words)
 
