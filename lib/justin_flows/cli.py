@@ -252,6 +252,17 @@ def _add_ui_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     replicas.set_defaults(func=_show_replicas)
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from justin_flows.dashboard import DashboardConfigError, serve
+
+    try:
+        serve(args.host, args.port)
+    except DashboardConfigError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="justin-flows", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="show the effective settings (secrets masked)")
     settings.set_defaults(func=_settings_show)
+
+    dash = sub.add_parser("dashboard", help="serve the read-only dashboard (CILogon login)")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8080)
+    dash.set_defaults(func=_dashboard)
 
     sandbox = sub.add_parser("sandbox", help="run every flow once against local services")
     sandbox.add_argument("--keep", action="store_true", help="leave the services running until Ctrl-C")

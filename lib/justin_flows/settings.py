@@ -115,6 +115,11 @@ class ProxySettings(BaseModel):
     no_roles_proxy: Path = Path("/tmp/justin-jobs-no-roles.proxy.pem")
     valid_hours: int = Field(168, gt=0)
     voms_proxy_init: str = "voms-proxy-init"
+    default_proxy: Path | None = Field(
+        None, description="copy of the production proxy for grid clients; None = $X509_USER_PROXY, else /tmp/x509up_u<uid>"
+    )
+    min_valid_hours: float = Field(24.0, gt=0, description="a new proxy must stay valid this long to replace the old one")
+    command_timeout_seconds: float = Field(120.0, gt=0)
 
 
 class SitesSettings(BaseModel):
@@ -144,6 +149,13 @@ class UISettings(BaseModel):
 
     github_raw_base_url: str = Field("https://raw.githubusercontent.com", pattern=r"^https://")
     replicas_chunk_size: int = Field(500, ge=1, le=5000)
+
+
+class DashboardSettings(BaseModel):
+    """The read-only dashboard (reference §7); its public URL is ``dashboard_url``."""
+
+    session_seconds: int = Field(86400, ge=300)
+    insecure_loopback_http: bool = Field(False, description="tests/laptops only: http://127.0.0.1 without Secure cookies")
 
 
 class LedgerSettings(BaseModel):
@@ -182,6 +194,7 @@ class Settings(BaseSettings):
     job_factory: JobFactorySettings = JobFactorySettings()
     ledger: LedgerSettings = LedgerSettings()
     ui: UISettings = UISettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     _split_groups = field_validator("users_wlcg_groups", mode="before")(_split_words)
 

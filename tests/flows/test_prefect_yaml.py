@@ -23,6 +23,7 @@ DOCUMENTED_SCHEDULES: dict[str, dict[str, object]] = {
     "finder": {"interval": 60},
     "job-factory": {"interval": 60},
     "awt-jobs": {"interval": 21600},
+    "x509-proxies": {"cron": "15 4 * * *"},
     "info-collector-jwks": {"interval": 86400},
 }
 

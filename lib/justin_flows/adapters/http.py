@@ -1,4 +1,4 @@
-"""Plain HTTPS calls (CILogon discovery and JWKS, raw GitHub), TLS always verified.
+"""Plain HTTPS calls (CILogon discovery, JWKS and token endpoint, raw GitHub), TLS always verified.
 
 Upstream's ``getJsonURL()`` (agents/justin-info-collector, reference §2.2) used urllib with
 certificate and host-name checks against ``/etc/grid-security/certificates``. Here:
@@ -11,6 +11,11 @@ certificate and host-name checks against ``/etc/grid-security/certificates``. He
 * ``cilogon.timeout_seconds`` bounds each connect/read and, as a deadline, the whole body,
   so a server that trickles bytes cannot hold a flow; bodies over ``max_body_bytes`` are
   refused.
+* ``post_form`` (the dashboard's OAuth2 token request, reference §7.2, where upstream's
+  context verified nothing) is HTTPS and verified like a GET, follows **no** redirect (a
+  redirected POST would carry the client secret elsewhere) and is tried **once** by default:
+  an authorization code can be spent only once, so a repeat after a lost answer would fail
+  anyway and hide the real error.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ from justin_flows.settings import Settings, get_settings
 SERVICE = "http"
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 16 * 1024 * 1024
+ERROR_EXCERPT_CHARS = 300
 
 
 class InsecureURLError(ValueError):
@@ -102,8 +109,20 @@ class Fetched:
         return self.body.decode(self.encoding, errors="replace")
 
 
+def _error_excerpt(body: bytes) -> str:
+    """The part of an error answer worth showing: OAuth2's ``error``/``error_description``."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "error" in document:
+        parts = [str(document.get("error")), str(document.get("error_description") or "")]
+        return ": ".join(p for p in parts if p)[:ERROR_EXCERPT_CHARS]
+    return body[:ERROR_EXCERPT_CHARS].decode("utf-8", errors="replace")
+
+
 class HTTPAdapter:
-    """GET requests; the ledger operation is ``GET <host>`` so rates are per host."""
+    """GET and form POST requests; the ledger operation is ``GET <host>`` / ``POST <host>``."""
 
     def __init__(
         self,
@@ -150,6 +169,52 @@ class HTTPAdapter:
                 str(response.url), response.status_code, response.headers.get("content-type", ""),
                 b"".join(chunks), response.encoding or "utf-8",
             )
+
+    def _post(self, url: str, data: Mapping[str, str], headers: Mapping[str, str] | None) -> Fetched:
+        deadline = time.monotonic() + self.timeout_seconds
+        with self._client.stream("POST", url, data=dict(data), headers=dict(headers or {}), follow_redirects=False) as response:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise ResponseTooLarge(f"{url}: response is larger than {self.max_body_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded(f"{url}: response not complete after {self.timeout_seconds} s")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            if not response.is_success:
+                raise httpx.HTTPStatusError(
+                    f"POST {url} answered {response.status_code}: {_error_excerpt(body)}",
+                    request=response.request, response=response,
+                )
+            return Fetched(
+                str(response.url), response.status_code, response.headers.get("content-type", ""),
+                body, response.encoding or "utf-8",
+            )
+
+    def post_form(
+        self, url: str, data: Mapping[str, str], *, headers: Mapping[str, str] | None = None, attempts: int = 1
+    ) -> Fetched:
+        """POST ``data`` form-encoded to ``url``; the 2xx response, else ``ExternalCallError``.
+
+        No redirect is followed (a 3xx is an error). One attempt unless ``attempts`` says
+        otherwise (see the module docstring). The form values never reach the ledger.
+        """
+        require_https(url)
+        return self.service.call(
+            f"POST {urlsplit(url).hostname}", lambda: self._post(url, data, headers), attempts=attempts
+        )
+
+    def post_form_json(
+        self, url: str, data: Mapping[str, str], *, headers: Mapping[str, str] | None = None, attempts: int = 1
+    ) -> Any:
+        """The JSON body of ``post_form``; a non-JSON answer raises with the URL named."""
+        fetched = self.post_form(url, data, headers=headers, attempts=attempts)
+        try:
+            return json.loads(fetched.body)
+        except ValueError as exc:
+            raise ValueError(f"{url} did not return JSON: {exc}") from exc
 
     def get(self, url: str) -> Fetched:
         """The whole 2xx response at ``url``; anything else raises ``ExternalCallError``."""
