@@ -275,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="show the effective settings (secrets masked)")
     settings.set_defaults(func=_settings_show)
 
+    from justin_flows.output.cli import configure_parser
+
+    configure_parser(sub.add_parser("wrapper-output", help="a wrapper job's output phase (issue 5)"))
+
     dash = sub.add_parser("dashboard", help="serve the read-only dashboard (CILogon login)")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)

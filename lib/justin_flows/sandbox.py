@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -28,6 +27,45 @@ BANNER = "=" * 78
 
 def _say(text: str) -> None:
     print(text, flush=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_dashboard(url: str) -> Iterator[None]:
+    """The dashboard on ``url`` (loopback, plain HTTP) in a thread, for as long as the block runs."""
+    import threading
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from justin_flows.dashboard import create_app
+
+    port = urlsplit(url).port
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="sandbox-dashboard", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310 - loopback
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        _say(f"  dashboard {url} (log in as the provider double's user; accept the sandbox CA once)")
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def seed_rucio(rse_root: Path) -> list[str]:
@@ -106,25 +144,26 @@ def local_services(work: Path) -> Iterator[dict[str, str]]:
     """Start Rucio, MetaCat and the HTCondor stand-ins; yield the JUSTIN_* environment."""
     from justin_flows.testing.condor_standins import install_condor_standins
     from justin_flows.testing.git_repo import file_url, make_git_repo
-    from justin_flows.testing.https_server import LocalHTTPSServer
-    from justin_flows.testing.jwk import new_rsa_key, rsa_jwk
     from justin_flows.testing.metacat_double import MetaCatDouble
+    from justin_flows.testing.oidc_provider import OIDCProviderDouble
     from justin_flows.testing.rucio_server import RucioServer, ensure_server_venv
+    from justin_flows.testing.x509 import install_voms_proxy_init_standin, make_grid_ca
 
     _say("starting a real Rucio 41.5.1 server (first run builds its venv, about a minute) ...")
     ensure_server_venv()
-    with RucioServer(work_dir=work / "rucio") as rucio, MetaCatDouble() as metacat, LocalHTTPSServer() as cilogon:
+    dashboard_url = f"http://127.0.0.1:{_free_port()}"
+    cilogon = OIDCProviderDouble(redirect_uris=[f"{dashboard_url}/login/cilogon/login"])
+    with RucioServer(work_dir=work / "rucio") as rucio, MetaCatDouble() as metacat, cilogon:
         _say(f"  Rucio   {rucio.url} (started in {rucio.start_seconds:.1f} s)")
         _say(f"  MetaCat {metacat.server_url} (protocol double)")
         metacat.add_user("sandbox", "sandbox-password")
         metacat.seed_dataset("justin-logs:namespace-seed")
         install_condor_standins(work / "bin", work / "condor")
-        keys = json.dumps({"keys": [rsa_jwk(new_rsa_key(), "sandbox-key-1")]})
-        cilogon.routes["/.well-known/openid-configuration"] = (
-            200, "application/json", json.dumps({"issuer": cilogon.url, "jwks_uri": cilogon.url_for("/jwks")})
-        )
-        cilogon.routes["/jwks"] = (200, "application/json", keys)
-        _say(f"  CILogon {cilogon.url} (HTTPS with a sandbox CA)")
+        voms_init = install_voms_proxy_init_standin(work / "bin", work / "voms")
+        grid_ca = make_grid_ca("justin-flows sandbox grid CA")
+        for stem in ("justin-jobs-production.dune.hep.ac.uk", "justin-jobs-no-roles.dune.hep.ac.uk"):
+            grid_ca.issue_user(stem).write(work / "justin-secrets", stem)
+        _say(f"  CILogon {cilogon.url} (OpenID provider double, HTTPS with a sandbox CA; user {cilogon.user.eppn})")
         gfactory = file_url(make_git_repo(GFACTORY_FIXTURE, work / "osg-gfactory"))
         _say(f"  gfactory {gfactory} (the project's synthetic checkout)")
         env = {
@@ -143,8 +182,17 @@ def local_services(work: Path) -> Iterator[dict[str, str]]:
             "JUSTIN_HTCONDOR__BEARER_TOKEN_FILE": str(work / "bearer-token"),
             "JUSTIN_DATABASE_URL": f"sqlite:///{work / 'justin-flows.db'}",
             "JUSTIN_SITES__GFACTORY_REPO_URL": gfactory,
-            "JUSTIN_CILOGON__OPENID_CONFIGURATION_URL": cilogon.url_for("/.well-known/openid-configuration"),
+            "JUSTIN_CILOGON__OPENID_CONFIGURATION_URL": cilogon.configuration_url,
             "JUSTIN_CILOGON__CA_FILE": str(cilogon.ca_file),
+            "JUSTIN_CILOGON__CLIENT_ID": cilogon.client_id,
+            "JUSTIN_CILOGON__CLIENT_SECRET": cilogon.client_secret,
+            "JUSTIN_DASHBOARD_URL": dashboard_url,
+            "JUSTIN_DASHBOARD__INSECURE_LOOPBACK_HTTP": "true",
+            "JUSTIN_PROXIES__VOMS_PROXY_INIT": str(voms_init),
+            "JUSTIN_PROXIES__SECRETS_DIR": str(work / "justin-secrets"),
+            "JUSTIN_PROXIES__PRODUCTION_PROXY": str(work / "justin-jobs-production.proxy.pem"),
+            "JUSTIN_PROXIES__NO_ROLES_PROXY": str(work / "justin-jobs-no-roles.proxy.pem"),
+            "JUSTIN_PROXIES__DEFAULT_PROXY": str(work / "x509up_sandbox"),
             "PREFECT_HOME": str(work / "prefect"),
         }
         os.environ.update(env)
@@ -166,13 +214,19 @@ def run_deployments(mql: str) -> list[tuple[str, str, float]]:
     the job factory to work on.
     """
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    # what an operator would type into the Run form of the on-demand deployments
+    run_form = {"show-files": {"mql": mql}, "show-replicas": {"mql": mql, "chunk_size": 2}}
     results = []
     for deployment in config["deployments"]:
+        if not deployment.get("schedules") and deployment["name"] not in run_form:
+            _say(f"  {deployment['name']:<28} (on demand; needs the operator's parameters, not run here)")
+            continue
         if deployment["name"] == "finder":
             _say(f"  (operator) workflow {prepare_workflow(mql)} submitted: {mql}")
         flow = _load_flow(deployment["entrypoint"])
         start = time.perf_counter()
-        state = flow(**(deployment.get("parameters") or {}), return_state=True)
+        parameters = {**(deployment.get("parameters") or {}), **run_form.get(deployment["name"], {})}
+        state = flow(**parameters, return_state=True)
         results.append((deployment["name"], f"{state.name}: {state.message or ''}".strip(), time.perf_counter() - start))
         _say(f"  {deployment['name']:<28} {state.name} ({time.perf_counter() - start:.1f} s)")
     return results
@@ -218,11 +272,12 @@ def run_sandbox(keep: bool = False) -> int:
         _say("\nrunning every deployment's flow once (Prefect in local ephemeral mode):")
         results = run_deployments(env["SANDBOX_MQL"])
         report()
-        if keep:
-            _say("\nservices stay up; Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+        with running_dashboard(env["JUSTIN_DASHBOARD_URL"]):
+            if keep:
+                _say("\nservices stay up; Ctrl-C to stop")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
     _say(BANNER)
     _say("SANDBOX finished; its services are stopped. Data: " + str(work / "justin-flows.db"))
     failed = [name for name, state, _ in results if not state.startswith("Completed")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)):
         return True
-    if type(exc) is WebAPIError:
-        status = getattr(getattr(exc, "Response", None), "status_code", None)
+    if type(exc) is WebAPIError:  # subclasses (NotFound, BadRequest, AlreadyExists...) are answers
+        status = getattr(exc, "StatusCode", None)
         return status is None or status >= 500
     return False
 
@@ -137,8 +137,10 @@ class MetaCatAdapter:
         size: int,
         metadata: dict[str, Any],
         checksums: dict[str, str] | None = None,
-        parents: Sequence[str] = (),
+        parents: Sequence[str | Mapping[str, str]] = (),
     ) -> dict[str, Any]:
+        """Declare one file into ``dataset_did``. A parent given as a string is a file id;
+        give ``{"did": "ns:name"}`` (or ``namespace``+``name``) to name one by DID."""
         return self.service.call(
             "declare_file",
             lambda: self.outputs().declare_file(

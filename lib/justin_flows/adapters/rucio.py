@@ -7,11 +7,13 @@ are per thread (the flows call Rucio from a small thread pool).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import requests
 
@@ -27,9 +29,31 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)):
         return True
-    return isinstance(exc, (rex.ServiceUnavailable, rex.DatabaseException, rex.ServerConnectionException)) or (
-        type(exc) is rex.RucioException
-    )
+    # NoFilesUploaded/NotAllFilesUploaded: UploadClient swallows the transfer error itself and
+    # raises these instead; a failed transfer is worth another try (upstream: 3 tries).
+    return isinstance(
+        exc,
+        (
+            rex.ServiceUnavailable, rex.DatabaseException, rex.ServerConnectionException,
+            rex.NoFilesUploaded, rex.NotAllFilesUploaded,
+        ),
+    ) or (type(exc) is rex.RucioException)
+
+
+class _UploadLogger:
+    """What ``UploadClient(tracing=False)`` needs in 41.5.1: an object with ``.log`` that is
+    also callable (it uses both), forwarding to Python logging at the client's levels."""
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("justin_flows.rucio.upload")
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._logger.log(level, msg, *args, **kwargs)
+
+    __call__ = log
+
+
+UploadResult = Literal["uploaded", "already-present"]
 
 
 class RucioAdapter:
@@ -156,3 +180,55 @@ class RucioAdapter:
 
     def list_parent_dids(self, scope: str, name: str) -> list[dict[str, Any]]:
         return self._call("list_parent_dids", scope, name)
+
+    # ------------------------------------------------------------------ uploads
+    def upload(
+        self,
+        path: Path,
+        *,
+        rse: str,
+        scope: str,
+        name: str,
+        dataset_scope: str,
+        dataset_name: str,
+        scheme: str | None = None,
+        transfer_timeout: int = 1200,
+    ) -> UploadResult:
+        """Upload one file with ``UploadClient`` into ``dataset`` (justin-rucio-upload, §5.8).
+
+        Registers the DID and replica on ``rse`` and attaches the file to the dataset, which
+        must already exist with its rule (the upload client would otherwise create it with a
+        rule of unlimited lifetime). Returns ``"already-present"`` when the client skipped the
+        transfer because the file is already on the RSE (a re-upload raises
+        ``NoFilesUploaded``; the caller verifies the replica either way). Tried up to the
+        retry policy's attempts; write-blocked RSEs and quota errors are final at once.
+        Tracing is off (the traces endpoint is not part of the server's API here).
+        """
+        item: dict[str, Any] = {
+            "path": str(path),
+            "rse": rse,
+            "did_scope": scope,
+            "did_name": name,
+            "dataset_scope": dataset_scope,
+            "dataset_name": dataset_name,
+            "transfer_timeout": transfer_timeout,
+        }
+        if scheme:
+            item["force_scheme"] = scheme
+
+        def run() -> UploadResult:
+            from rucio.client.uploadclient import UploadClient
+            from rucio.common.exception import NoFilesUploaded
+
+            traces: list[dict[str, Any]] = []
+            client = UploadClient(self._client(), logger=_UploadLogger(), tracing=False)  # type: ignore[arg-type]
+            try:
+                client.upload([item], traces_copy_out=traces)  # type: ignore[list-item]
+            except NoFilesUploaded:
+                if traces and all(t.get("stateReason") == "File already exists" for t in traces):
+                    return "already-present"
+                reasons = "; ".join(str(t.get("stateReason")) for t in traces if t.get("stateReason"))
+                raise NoFilesUploaded(reasons or "no file was uploaded") from None
+            return "uploaded"
+
+        return self.service.call("upload", run)

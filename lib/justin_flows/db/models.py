@@ -351,6 +351,10 @@ class File(Base):
     max_allocations: Mapped[int] = mapped_column(Integer, default=6)
     creator_justin_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     processed_time: Mapped[dt.datetime | None] = _when()
+    # ours: where an output file was stored, its checksum and how long storing it took
+    adler32: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    output_rse_id: Mapped[int | None] = mapped_column(ForeignKey("storages.rse_id"), nullable=True)
+    output_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Replica(Base):
