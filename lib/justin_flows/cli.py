@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     configure_parser(sub.add_parser("wrapper-output", help="a wrapper job's output phase (issue 5)"))
 
+    # its own parser (lib/justin_flows/rates_cli.py); main() hands it the arguments
+    sub.add_parser("api-rates", help="external calls per run, hour and day, from the ledger", add_help=False)
+
     dash = sub.add_parser("dashboard", help="serve the read-only dashboard (CILogon login)")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)
@@ -294,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["api-rates"]:
+        from justin_flows.rates_cli import rates_main
+
+        return rates_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -24,6 +24,7 @@ DOCUMENTED_SCHEDULES: dict[str, dict[str, object]] = {
     "job-factory": {"interval": 60},
     "awt-jobs": {"interval": 21600},
     "x509-proxies": {"cron": "15 4 * * *"},
+    "api-rates": {"cron": "0 5 * * *"},
     "info-collector-jwks": {"interval": 86400},
 }
 
