@@ -48,9 +48,11 @@ def _seed() -> None:
     from justin_flows.db.models import Base, Entry, Site, SiteStorage, Storage, Workflow
 
     with transaction() as s:
-        if s.scalar(select(func.count()).select_from(Workflow)):
+        # migration 0002 seeds the AWT workflow 1; anything else means someone's data
+        if s.scalar(select(func.count()).select_from(Workflow).where(Workflow.workflow_id != 1)):
             sys.exit("bench_job_factory: the database already holds workflows; use an empty one")
-        s.execute(insert(Workflow).values(state="running", mql="AWT"))  # workflow 1, the AWT workflow
+        if s.get(Workflow, 1) is None:
+            s.execute(insert(Workflow).values(workflow_id=1, state="running", mql="AWT"))
         site_ids = list(s.scalars(insert(Site).returning(Site.site_id, sort_by_parameter_order=True), [
             {"site_name": f"XX_Site{i:02d}", "jobsub_site_name": f"XX_Site{i:02d}", "enabled": True}
             for i in range(SITES)

@@ -66,12 +66,17 @@ def run_info() -> RunInfo:
 
 @contextmanager
 def ledger_scope() -> Iterator[None]:
-    """Write this run's external-call records to the database when the flow body ends."""
+    """Write this run's external-call records to the database when the flow body ends.
+
+    The run's identity is read on entry: reading it at the end may need the Prefect API, and
+    a server that is restarting then must not cost the run its ledger rows.
+    """
+    info = run_info()
     try:
         yield
     finally:
         try:
-            written = LEDGER.flush(get_engine(), run_info())
+            written = LEDGER.flush(get_engine(), info)
             get_run_logger().info("external-call ledger: %d call attempt(s) recorded", written)
         except Exception as exc:  # never hide the flow's own outcome behind a ledger failure
             get_run_logger().warning("could not write the external-call ledger: %s", type(exc).__name__)

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from justin_flows.db.engine import get_engine
 from justin_flows.db.migrate import upgrade
-from justin_flows.db.models import Base
-from justin_flows.ledger import LEDGER
 from justin_flows.settings import get_settings
 from justin_flows.testing.condor_standins import install_condor_standins
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.postgres import PostgresServer
 from justin_flows.testing.rucio_server import RucioServer
+from tests.results_db import empty_database
 
 # fast retries in tests; the policy (3 attempts) itself stays as in production
 os.environ.setdefault("JUSTIN_RETRY__BACKOFF_SECONDS", "0.05")
@@ -65,12 +64,8 @@ def database_url(pg_server: PostgresServer) -> Iterator[str]:
 def db(database_url: str) -> Iterator[Engine]:
     """The results database, emptied before the test (the reference rows of migration 0002 too:
     tests seed what they rely on)."""
-    engine = get_engine()
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    LEDGER.drain()
-    yield engine
+    empty_database()
+    yield get_engine()
 
 
 @pytest.fixture

@@ -41,7 +41,11 @@ def check_rucio(pings: int = rucio_health.PINGS) -> RucioHealth:
 
 @flow(name="rucio-health", timeout_seconds=900)
 def rucio_health_flow(pings: int = rucio_health.PINGS) -> dict[str, object]:
-    """Ping Rucio ``pings`` times and store the average; fails (red in the UI) when Rucio is unhealthy."""
+    """Ping Rucio ``pings`` times and store the average; fails (red in the UI) when Rucio is unhealthy.
+
+    Args:
+        pings: pings to average, 1 to 20 (upstream: 3).
+    """
     if not 1 <= pings <= 20:
         raise ValueError(f"pings must be between 1 and 20, got {pings}")
     with ledger_scope():

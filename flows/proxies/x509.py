@@ -14,12 +14,15 @@ from justin_flows.adapters.voms import VOMSAdapter
 create_x509_proxies = collector_task(proxies.create_proxies, "createX509Proxies")
 
 
-@flow(name="x509-proxies", timeout_seconds=3600)
+@flow(name="x509-proxies", timeout_seconds=90000)
 def x509_proxies_flow(kinds: list[str] = ["production", "no-roles"]) -> State[Any]:  # noqa: B006 - shown in the UI
     """Renew the production and no-roles VOMS proxies; red when any proxy was not renewed.
 
     A proxy that fails keeps its previous file (still valid for days: 168 h proxies renewed
     daily), but the run is Failed so that an operator sees it long before it expires.
+
+    Args:
+        kinds: which proxies to renew: ``production`` and/or ``no-roles``.
     """
     unknown = [k for k in kinds if k not in proxies.KINDS]
     if unknown or not kinds:

@@ -38,7 +38,7 @@ def compute(runs: int, write_markdown: bool) -> dict[str, Any]:
     return {"rows": len(rows), "deployments": sorted(sample.runs), "calls_per_hour": round(per_hour, 2)}
 
 
-@flow(name="api-rates", timeout_seconds=3600)
+@flow(name="api-rates", timeout_seconds=90000)
 def api_rates_flow(runs: int = rates.DEFAULT_RUNS, write_markdown: bool = False) -> dict[str, Any]:
     """Calls per run, hour and day of every deployment and external service, from the ledger.
 

@@ -129,6 +129,7 @@ class SitesSettings(BaseModel):
     gfactory_branch: str | None = None
     extra_entries: dict[str, str] = Field(default_factory=dict)
     unseen_sites_expire_days: int = 7
+    clone_timeout_seconds: float = Field(300.0, gt=0, description="deadline of the whole gfactory clone")
 
 
 class JobFactorySettings(BaseModel):

@@ -11,7 +11,8 @@ import datetime as dt
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from justin_flows.ledger import LEDGER, CallRecord, Ledger, describe_error
@@ -58,7 +59,27 @@ class ExternalService:
         self.is_transient = is_transient
         self.ledger = ledger
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._holding = threading.local()  # does this thread already hold one of the slots?
         self._sleep = sleep
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the ``max_in_flight`` slots, unless this thread already holds one.
+
+        A call made from inside another call of the same service on the same thread (the
+        MetaCat adapter's lazy login inside ``create_dataset``) is part of that call: taking a
+        second slot for it would deadlock as soon as every slot is held by threads waiting
+        for that login.
+        """
+        if getattr(self._holding, "held", False):
+            yield
+            return
+        with self._slots:
+            self._holding.held = True
+            try:
+                yield
+            finally:
+                self._holding.held = False
 
     def call(self, operation: str, fn: Callable[[], T], *, attempts: int | None = None) -> T:
         """Run ``fn`` (one operation) with ledger records and transient-error retries.
@@ -73,7 +94,7 @@ class ExternalService:
             started_at = dt.datetime.now(dt.timezone.utc)
             start = time.perf_counter()
             try:
-                with self._slots:
+                with self._slot():
                     result = fn()
             except Exception as exc:
                 self.ledger.record(

@@ -1,4 +1,11 @@
-"""git, through GitPython: a shallow clone per run into a directory the caller owns."""
+"""git, through GitPython: a shallow clone per run into a directory the caller owns.
+
+Every clone has a deadline (``timeout_seconds``, default the setting
+``sites.clone_timeout_seconds``): GitPython's ``Repo.clone_from`` waits for
+git without one (its ``kill_after_timeout`` is ignored for clones), and git's own low-speed
+limit only covers HTTP transfers, so a server that trickles bytes or an ssh remote that
+never answers could otherwise hold the sites flow until its run timeout.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ _TRANSIENT_WORDS = (
     "operation too slow",
     "the remote end hung up",
     "returned error: 5",  # HTTP 5xx
+    "did not complete in",  # our deadline (GitPython's kill_after_timeout message)
 )
 
 
@@ -63,9 +71,20 @@ def _clone_source(url: str) -> str:
 
 
 class GitAdapter:
-    def __init__(self, settings: Settings | None = None, service: ExternalService | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        service: ExternalService | None = None,
+        *,
+        timeout_seconds: float | None = None,
+    ) -> None:
         self.settings = settings or get_settings()
+        if timeout_seconds is None:
+            timeout_seconds = self.settings.sites.clone_timeout_seconds
+        if not timeout_seconds > 0:
+            raise ValueError(f"git timeout_seconds must be > 0, got {timeout_seconds}")
         self.service = service or ExternalService(SERVICE, self.settings.retry, is_transient)
+        self.timeout_seconds = timeout_seconds
 
     def clone(self, url: str, dest: Path, branch: str | None = None) -> str:
         """Clone ``url`` (depth 1, one branch, no tags) into ``dest``; return the checked-out commit sha.
@@ -73,20 +92,24 @@ class GitAdapter:
         ``url`` may be an https/ssh/file URL or a local directory. Failures raise
         ``ExternalCallError`` whose cause is a ``GitError`` free of URL credentials.
         """
-        from git import Repo
+        from git import Git, Repo
         from git.exc import GitCommandError
 
-        source = _clone_source(url)
+        source = Git.polish_url(_clone_source(url), expand_vars=False)
+        argv = [Git.GIT_PYTHON_GIT_EXECUTABLE or "git", "clone", "--depth", "1", "--single-branch", "--no-tags"]
+        if branch:
+            argv += ["--branch", branch]
+        argv += ["--", source, str(dest)]
 
         def run() -> str:
+            Git.check_unsafe_protocols(source)  # as Repo.clone_from does: no ext:: transports
             if dest.exists():
                 shutil.rmtree(dest)  # a half-done attempt must not poison the retry
-            kwargs: dict[str, object] = {"depth": 1, "single_branch": True}
-            if branch:
-                kwargs["branch"] = branch
             env = {k: v for k, v in _CLONE_ENV.items() if k not in os.environ}
             try:
-                with Repo.clone_from(source, dest, env=env, multi_options=["--no-tags"], **kwargs) as repo:
+                # not Repo.clone_from: it runs git as a process GitPython never times out
+                Git().execute(argv, env=env, kill_after_timeout=self.timeout_seconds)
+                with Repo(dest) as repo:
                     return repo.head.commit.hexsha
             except GitCommandError as exc:
                 # GitPython masks passwords in the command line, git in its own messages;

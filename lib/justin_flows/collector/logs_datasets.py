@@ -111,7 +111,7 @@ def _row(item: _Item, dataset: str, rule: str) -> dict[str, Any]:
 
 def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item) -> dict[str, Any]:
     from metacat.webapi.webapi import AlreadyExistsError
-    from rucio.common.exception import DataIdentifierAlreadyExists, DataIdentifierNotFound
+    from rucio.common.exception import DataIdentifierAlreadyExists, DataIdentifierNotFound, DuplicateRule
 
     created = False
     try:
@@ -147,5 +147,7 @@ def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item) -> dict[s
             lifetime=RULE_LIFETIME_SECONDS,
         )
     except ExternalCallError as exc:
+        if isinstance(exc.cause, DuplicateRule):  # a retry after a lost answer: the rule is there
+            return _row(item, dataset, "existing")
         raise _ItemFailed(f"adding the rule failed: {exc}", dataset) from exc
     return _row(item, dataset, "added")

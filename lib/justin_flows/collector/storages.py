@@ -99,6 +99,9 @@ def update_storages(rucio: RucioAdapter, *, rse_expression: str | None = None) -
 
     candidates: list[dict[str, Any]] = []
     for rse in listed:
+        if not isinstance(rse, dict):  # a malformed listing: one bad item, not a crash
+            report.error(f"list_rses answered {str(rse)[:80]!r}, not an RSE description; skipped")
+            continue
         name = rse.get("rse")
         if not rules.valid_rse_name(name):
             report.error(f"RSE {name!r}: name has characters other than letters, digits, '_' and '-'; skipped")

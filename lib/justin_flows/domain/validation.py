@@ -7,6 +7,12 @@ from urllib.parse import urlsplit
 
 _RSE_EXPRESSION = re.compile(r"^[A-Za-z0-9_\-=|&\\()*.:<> ]{1,500}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/][A-Za-z0-9._/-]{0,254}$")
+#: ``scheme://userinfo@``: the userinfo of a refused URL is never echoed (it may be a token).
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def _shown(url: str) -> str:
+    return _USERINFO.sub(r"\g<1>***@", url)
 
 
 def validate_rse_expression(expression: str) -> str:
@@ -23,13 +29,13 @@ def validate_repo_url(url: str) -> str:
     transport (both would let a parameter run commands on the worker).
     """
     if not url or url.startswith("-") or "::" in url or any(c in url for c in "\n\r\0"):
-        raise ValueError(f"repo_url {url!r} is not an acceptable git repository URL")
+        raise ValueError(f"repo_url {_shown(url)!r} is not an acceptable git repository URL")
     if url.startswith("/"):
         return url
     scheme = urlsplit(url).scheme
     if scheme in ("https", "ssh", "file") or re.match(r"^[\w.-]+@[\w.-]+:", url):
         return url
-    raise ValueError(f"repo_url {url!r}: use https://, ssh://, file:// or an absolute path")
+    raise ValueError(f"repo_url {_shown(url)!r}: use https://, ssh://, file:// or an absolute path")
 
 
 def validate_branch(branch: str) -> str:

@@ -1,0 +1,251 @@
+"""Fault injection: the storages group and the finder as real Prefect flow runs, with the latency
+proxy failing 20 % of the requests to the real Rucio server and to the MetaCat double (HTTP 500
+and 503, connection resets, stalls past the client timeout), by seed.
+
+Each faulty run must end Completed, or Failed with a message naming the failed step (never
+Crashed); after at most one more run without faults, the database, Rucio and MetaCat must hold
+exactly what a fault-free run leaves (names normalised: each scenario uses fresh RSEs, files
+and datasets), with no duplicate dataset, rule, replica, file or job row and nothing lost.
+The figures are printed per scenario (``-s``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.states import State
+from rucio.client import Client
+from sqlalchemy import Engine, select
+
+from justin_flows.db.engine import transaction
+from justin_flows.db.models import File, Replica, Storage, Workflow
+from justin_flows.domain.naming import LOGS_SCOPE, logs_dataset_name, logs_periods
+from justin_flows.testing.latency_proxy import DEFAULT_KINDS, LatencyProxy
+from justin_flows.testing.metacat_double import MetaCatDouble
+from justin_flows.testing.rucio_server import RucioServer
+from tests.conftest import CondorStandins, reset_caches
+from tests.finder.conftest import RucioSeed
+from tests.reliability.conftest import rucio_at
+from tests.reliability.seeding import duplicates, seed_finder_workflow, snapshot
+from tests.results_db import empty_database
+from tests.rucio_seed import add_rse, add_scope, unique
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+FAULT_RATE = 0.2
+SEEDS = [int(s) for s in os.environ.get("JUSTIN_FAULT_SEEDS", "11,12,13").split(",")]
+CLIENT_TIMEOUT = "1.5"  # Rucio and MetaCat client timeout; the proxy stalls for longer
+
+
+@dataclass
+class Figures:
+    flow: str
+    runs: int = 0
+    requests: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    states: list[str] = field(default_factory=list)
+    recovered_after: list[int] = field(default_factory=list)  # extra runs needed to converge
+    lost: int = 0
+    duplicated: int = 0
+
+    def add_faults(self, *proxies: LatencyProxy) -> None:
+        for proxy in proxies:
+            self.requests += proxy.requests
+            for kind, n in proxy.faults.items():
+                self.faults[kind] = self.faults.get(kind, 0) + n
+
+    def line(self) -> str:
+        return (f"faults[{self.flow}]: {self.runs} faulty runs, {self.requests} requests, "
+                f"{sum(self.faults.values())} faults injected {dict(sorted(self.faults.items()))}, "
+                f"states {self.states}, extra fault-free runs to converge {self.recovered_after}, "
+                f"{self.lost} lost, {self.duplicated} duplicated")
+
+
+@pytest.fixture
+def proxies(db: Engine, rucio_server: RucioServer, metacat_env: MetaCatDouble, condor_env: CondorStandins,
+            tmp_path: Path) -> Iterator[tuple[LatencyProxy, LatencyProxy]]:  # fmt: skip
+    """Rucio and the MetaCat double behind one latency proxy each (no faults until set)."""
+    add_scope(Client(), rucio_server.root_account, LOGS_SCOPE)
+    with LatencyProxy(rucio_server.url, delay_ms=2, stall_seconds=4) as rucio_proxy, \
+            LatencyProxy(metacat_env.server_url.rsplit("/app", 1)[0], delay_ms=2, stall_seconds=4) as mc_proxy:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("JUSTIN_METACAT__SERVER_INPUTS_URL", mc_proxy.url_for(metacat_env.server_url))
+            mp.setenv("JUSTIN_METACAT__SERVER_OUTPUTS_URL", mc_proxy.url_for(metacat_env.server_url))
+            mp.setenv("JUSTIN_METACAT__AUTH_SERVER_URL", mc_proxy.url_for(metacat_env.auth_url))
+            mp.setenv("JUSTIN_METACAT__TIMEOUT_SECONDS", CLIENT_TIMEOUT)
+            with rucio_at(rucio_server, rucio_proxy.url, tmp_path, JUSTIN_RUCIO__TIMEOUT_SECONDS=CLIENT_TIMEOUT):
+                yield rucio_proxy, mc_proxy
+    reset_caches()
+
+
+@contextmanager
+def faults(seed: int, *targets: LatencyProxy, kinds: tuple[str, ...] = DEFAULT_KINDS) -> Iterator[None]:
+    for i, proxy in enumerate(targets):
+        proxy.reset_counters()
+        proxy.set_faults(FAULT_RATE, seed=seed * 10 + i, kinds=kinds)
+    try:
+        yield
+    finally:
+        for proxy in targets:
+            proxy.set_faults(0.0)
+
+
+def check_state(name: str, state: State[Any]) -> str:
+    """Completed, or Failed saying which step failed: never Crashed, never a bare error."""
+    assert not state.is_crashed(), (name, state.message)
+    if state.is_failed():
+        assert "failed: " in (state.message or ""), (name, state.message)
+    assert state.is_completed() or state.is_failed(), (name, state.name)
+    return state.name or state.type.value
+
+
+def converge(run: Callable[[], State[Any]], observe: Callable[[], Any], reference: Any, figures: Figures,
+             label: str) -> None:  # fmt: skip
+    """After the faulty run: at most one more fault-free run must reach the reference state."""
+    got = observe()
+    extra = 0
+    if got != reference:
+        state = run()
+        assert state.is_completed(), (label, state.message)
+        extra = 1
+        got = observe()
+    figures.recovered_after.append(extra)
+    if got != reference:
+        figures.lost += 1
+        pytest.fail(f"{label}: not converged after one fault-free run:\n{got}\n!=\n{reference}")
+
+
+# ---------------------------------------------------------------------------------- storages group
+
+
+def test_storages_group_under_20_percent_faults_converges(
+    proxies: tuple[LatencyProxy, LatencyProxy], metacat_env: MetaCatDouble, rucio_server: RucioServer, tmp_path: Path
+) -> None:
+    from flows.info_collector.storages import storages_flow
+
+    rucio_proxy, mc_proxy = proxies
+    direct = Client  # the checks read Rucio through the proxy too, but only while it has no faults
+    figures = Figures("storages group")
+
+    def scenario(n: int) -> dict[str, Any]:
+        empty_database()
+        tag = unique("fault")
+        rses = sorted(add_rse(direct(), unique(f"FAULT{i}_").upper(), tmp_path / f"rse{n}-{i}",
+                              attributes={"justin_fault": tag, "country": "UK"}, protocols=[("file", 1, 1)],
+                              limits={rucio_server.root_account: 10**9}) for i in range(2))  # fmt: skip
+        with transaction() as s:  # enabled by an admin in an earlier hour: their logs datasets are due
+            s.add(Storage(rse_id=1, rse_name="MONTECARLO"))
+            for i, rse in enumerate(rses):
+                s.add(Storage(rse_id=10 + i, rse_name=rse, rucio_write=True, justin_write=True))
+        return {"expression": f"justin_fault={tag}", "rses": rses}
+
+    def observe(sc: dict[str, Any]) -> dict[str, Any]:
+        names = {rse: f"RSE{i}" for i, rse in enumerate(sc["rses"])}
+        tables = snapshot(["storages", "condor_groups", "wlcg_groups", "scopes", "named_quotas"],
+                          drop={"storages": ["rse_id", "site_id"], "scopes": ["scope_id", "quota_id"],
+                                "named_quotas": ["quota_id"]})  # fmt: skip
+        rename = lambda v: names.get(v, v) if isinstance(v, str) else v  # noqa: E731
+        state: dict[str, Any] = {k: sorted(tuple(map(rename, r)) for r in v) for k, v in tables.items()}
+        datasets = []
+        client = direct()
+        for rse in sc["rses"]:
+            for period in logs_periods(time.time()):
+                name = logs_dataset_name(rse, period)
+                rules = list(client.list_replication_rules({"scope": LOGS_SCOPE, "name": name}))
+                in_metacat = metacat_env.get_dataset_record(f"{LOGS_SCOPE}:{name}") is not None
+                datasets.append((names[rse], period, len(rules), in_metacat))
+        state["logs datasets (rules, in MetaCat)"] = sorted(datasets)
+        return state
+
+    reference_sc = scenario(-1)
+    first = storages_flow(rse_expression=reference_sc["expression"], return_state=True)
+    assert first.is_completed(), first.message
+    reference = observe(reference_sc)
+    logs = reference["logs datasets (rules, in MetaCat)"]
+    assert all(rules == 1 and mc for _, _, rules, mc in logs), (logs, [r for r in first.result()
+                                                                      if r["function"] == "updateLogsDatasets"])
+
+    # the default kinds, then "reset_after": the request is applied, the answer lost, the call
+    # retried (what non-idempotent creations of datasets and rules must survive)
+    for seed, kinds in [*((s, DEFAULT_KINDS) for s in SEEDS), (SEEDS[0] + 100, ("reset_after",))]:
+        sc = scenario(seed)
+        with faults(seed, rucio_proxy, mc_proxy, kinds=kinds):
+            state = storages_flow(rse_expression=sc["expression"], return_state=True)
+        figures.runs += 1
+        figures.add_faults(rucio_proxy, mc_proxy)
+        figures.states.append(check_state(f"seed {seed}", state))
+        if state.is_completed():  # a rule made by an attempt whose answer was lost is not an error
+            errors = [e for step in state.result() for e in step["errors"]]
+            assert not [e for e in errors if "DuplicateRule" in e], errors
+        got = observe(sc)
+        if any(rules > 1 for _, _, rules, _ in got["logs datasets (rules, in MetaCat)"]) or any(
+                duplicates(v) for v in got.values()):  # fmt: skip
+            figures.duplicated += 1
+        converge(lambda: storages_flow(rse_expression=sc["expression"], return_state=True),  # noqa: B023
+                 lambda: observe(sc), reference, figures, f"storages seed {seed}")  # noqa: B023
+    print("\n" + figures.line())
+    assert figures.duplicated == 0 and figures.lost == 0, figures.line()
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+
+
+# ---------------------------------------------------------------------------------- finder
+
+
+def test_finder_under_20_percent_faults_converges(
+    proxies: tuple[LatencyProxy, LatencyProxy], metacat_env: MetaCatDouble, rucio_server: RucioServer
+) -> None:
+    from flows.finder.finder import finder_flow
+
+    rucio_proxy, mc_proxy = proxies
+    figures = Figures("finder")
+    files = 8
+    chunk = 2  # four list_replicas calls per run
+
+    def scenario() -> dict[str, Any]:
+        empty_database()
+        data = seed_finder_workflow(RucioSeed(), metacat_env, files)
+        return {"data": data}
+
+    def observe(sc: dict[str, Any]) -> dict[str, Any]:
+        data = sc["data"]
+        names = {did: f"file{i}" for i, did in enumerate(data.dids)}
+        with transaction() as s:
+            workflows = s.execute(select(Workflow.workflow_id, Workflow.state)).all()
+            found = s.execute(select(File.file_did, File.state)).all()
+            replicas = s.execute(select(File.file_did, Storage.rse_name).join(Replica, Replica.file_id == File.file_id)
+                                 .join(Storage, Storage.rse_id == Replica.rse_id)).all()  # fmt: skip
+        rse = {data.rse: "RSE"}
+        return {
+            "workflows": sorted((w, str(st)) for w, st in workflows),
+            "files": sorted((names.get(d, d), str(st)) for d, st in found),
+            "replicas": sorted((names.get(d, d), rse.get(r, r)) for d, r in replicas),
+        }
+
+    reference_sc = scenario()
+    first = finder_flow(replica_chunk_size=chunk, return_state=True)
+    assert first.is_completed(), first.message
+    reference = observe(reference_sc)
+    assert len(reference["files"]) == files and len(reference["replicas"]) == files
+
+    for seed in [*SEEDS, *(s + 50 for s in SEEDS)]:
+        sc = scenario()
+        with faults(seed, rucio_proxy, mc_proxy):
+            state = finder_flow(replica_chunk_size=chunk, return_state=True)
+        figures.runs += 1
+        figures.add_faults(rucio_proxy, mc_proxy)
+        figures.states.append(check_state(f"seed {seed}", state) + (f" ({state.message})" if state.message and
+                                                                     "not searched" in state.message else ""))
+        got = observe(sc)
+        if any(duplicates(v) for v in got.values()):
+            figures.duplicated += 1
+        converge(lambda: finder_flow(replica_chunk_size=chunk, return_state=True), lambda: observe(sc),  # noqa: B023
+                 reference, figures, f"finder seed {seed}")
+    print("\n" + figures.line())
+    assert figures.duplicated == 0 and figures.lost == 0, figures.line()
