@@ -26,8 +26,26 @@ def record_rucio_health(health: RucioHealth) -> None:
         rucio_health.record(session, health)
 
 
-def check_rucio(pings: int = rucio_health.PINGS) -> RucioHealth:
-    """Measure and record Rucio's health; a failure is recorded as overloaded, not raised."""
+def rucio_backoff() -> RucioHealth | None:
+    """The shared health state when it says "leave Rucio alone for now", else None (no calls)."""
+    with transaction() as session:
+        health = rucio_health.backing_off(session, get_settings().rucio.unhealthy_backoff_seconds)
+    if health is not None:
+        get_run_logger().warning(
+            "backing off Rucio until %.0f s after the last measurement (%s): %s",
+            get_settings().rucio.unhealthy_backoff_seconds, health.measured_at.isoformat(), health.reason,
+        )
+    return health
+
+
+def check_rucio(pings: int = rucio_health.PINGS, *, probe: bool = False) -> RucioHealth:
+    """Rucio's health for a gate: the shared state while it says back off, else measured and recorded.
+
+    ``probe=True`` (the health flow) always measures: it is what ends a back-off. A failed
+    measurement is recorded as overloaded, not raised.
+    """
+    if not probe and (stored := rucio_backoff()) is not None:
+        return stored
     state = with_retries(ping_rucio)(pings, return_state=True)
     if state.is_completed():
         health = state.result()
@@ -49,7 +67,7 @@ def rucio_health_flow(pings: int = rucio_health.PINGS) -> dict[str, object]:
     if not 1 <= pings <= 20:
         raise ValueError(f"pings must be between 1 and 20, got {pings}")
     with ledger_scope():
-        health = check_rucio(pings)
+        health = check_rucio(pings, probe=True)
     if health.overloaded:
         raise RuntimeError(health.reason)
     return {"milliseconds": health.milliseconds, "threshold_ms": health.threshold_ms}

@@ -8,6 +8,7 @@ from prefect import flow
 from prefect.states import State
 
 from flows.common import collector_task, finish, ledger_scope
+from flows.info_collector.rucio_health import rucio_backoff
 from justin_flows.adapters.htcondor import HTCondorAdapter
 from justin_flows.adapters.metacat import MetaCatAdapter
 from justin_flows.adapters.rucio import RucioAdapter
@@ -34,11 +35,15 @@ def storages_flow(rse_expression: str | None = None) -> State[Any]:
     if rse_expression is not None:
         validate_rse_expression(rse_expression)
     with ledger_scope():
+        steps = [
+            ("updateGroupsHTCondor", update_groups_htcondor(HTCondorAdapter(), return_state=True)),
+            ("updateGroupsWLCG", update_groups_wlcg(return_state=True)),
+        ]
+        if (trouble := rucio_backoff()) is not None:  # hundreds of Rucio calls would only add load
+            return finish(steps, note=f"Rucio steps skipped: {trouble.reason}")
         rucio = RucioAdapter()
         with MetaCatAdapter() as metacat:
-            steps = [
-                ("updateGroupsHTCondor", update_groups_htcondor(HTCondorAdapter(), return_state=True)),
-                ("updateGroupsWLCG", update_groups_wlcg(return_state=True)),
+            steps += [
                 ("updateStorages", update_storages(rucio, rse_expression=rse_expression, return_state=True)),
                 ("updateLogsDatasets", update_logs_datasets(rucio, metacat, return_state=True)),
                 ("updateNamedQuotas", update_named_quotas(rucio, return_state=True)),

@@ -52,6 +52,9 @@ class RucioSettings(BaseModel):
         100000, gt=0, description="average ping at or above this gates Rucio-heavy work"
     )
     max_in_flight: int = Field(4, ge=1, le=64, description="concurrent Rucio calls per flow run")
+    unhealthy_backoff_seconds: float = Field(
+        300.0, ge=0, description="after Rucio was found overloaded or down, gated flows leave it alone this long"
+    )
 
 
 class MetaCatSettings(BaseModel):

@@ -39,3 +39,15 @@ def load(session: Session) -> RucioHealth | None:
     """The latest stored measurement, or None if there is none yet."""
     value = session.scalar(select(KeyNameValue.key_value).where(KeyNameValue.key_name == HEALTH_KEY))
     return RucioHealth.from_json(value) if value else None
+
+
+def backing_off(session: Session, window_seconds: float, now: dt.datetime | None = None) -> RucioHealth | None:
+    """The stored measurement if it says overloaded/down and is younger than ``window_seconds``.
+
+    Every flow shares this one state: the 300 s health flow and each gated flow's own pings
+    write it, so one flow finding Rucio down spares Rucio the others' pings and work.
+    """
+    health = load(session)
+    if health is not None and health.backing_off(now or dt.datetime.now(dt.timezone.utc), window_seconds):
+        return health
+    return None

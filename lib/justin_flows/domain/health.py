@@ -32,6 +32,11 @@ class RucioHealth:
             return f"Rucio overloaded: average ping {self.milliseconds} ms >= {self.threshold_ms} ms"
         return f"Rucio healthy: average ping {self.milliseconds} ms < {self.threshold_ms} ms"
 
+    def backing_off(self, now: dt.datetime, window_seconds: float) -> bool:
+        """True while an overloaded/down measurement is younger than ``window_seconds``:
+        gated flows then skip without pinging, so a struggling Rucio gets no extra load."""
+        return self.overloaded and (now - self.measured_at).total_seconds() < window_seconds
+
     def to_json(self) -> str:
         data = asdict(self)
         data["measured_at"] = self.measured_at.isoformat()
