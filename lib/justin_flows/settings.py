@@ -68,6 +68,10 @@ class MetaCatSettings(BaseModel):
     password: SecretStr | None = None
     token: SecretStr | None = None
     timeout_seconds: float = Field(120.0, gt=0)
+    ca_path: Path | None = Field(
+        None, description="CA bundle or c_rehash'd directory for the MetaCat servers; None = system store"
+    )
+    max_in_flight: int = Field(4, ge=1, le=64, description="concurrent MetaCat calls per flow run")
 
     @field_validator("auth_server_url", "server_inputs_url", "server_outputs_url")
     @classmethod

@@ -22,8 +22,9 @@ PRELOAD = [
     "justin_flows.collector.storages", "justin_flows.collector.logs_datasets", "justin_flows.collector.sites",
     "justin_flows.collector.sites_storages", "justin_flows.factory.workflow_jobs", "justin_flows.admin",
     "justin_flows.adapters.rucio", "justin_flows.adapters.metacat", "justin_flows.adapters.git",
-    "justin_flows.adapters.htcondor", "rucio.client", "metacat.webapi", "git", "htcondor2", "psycopg2",
-    "tests.reliability.crash_worker",
+    "justin_flows.adapters.htcondor", "justin_flows.output.results", "justin_flows.output.files",
+    "justin_flows.output.logs", "rucio.client", "rucio.client.uploadclient", "metacat.webapi", "git", "htcondor2",
+    "psycopg2", "tests.reliability.crash_worker",
 ]  # fmt: skip
 
 
@@ -65,8 +66,54 @@ def job_factory(options: Mapping[str, Any]) -> None:
     assert not report.errors, report.errors
 
 
+def wrapper_output(options: Mapping[str, Any]) -> None:
+    """The wrapper-output flow's steps for one job, in the flow's order and with its rules
+    (flows/wrapper_output/output.py without Prefect): an abort still goes to confirmResults,
+    so the database holds what the flow would leave; then the abort is raised."""
+    import json
+
+    from justin_flows.adapters.metacat import MetaCatAdapter
+    from justin_flows.adapters.rucio import RucioAdapter
+    from justin_flows.output import datasets, files, logs, results
+    from justin_flows.output.job import Abort, load_output_job
+
+    job = load_output_job(options["workdir"], json.loads(Path(options["allocation_file"]).read_text()))
+    rucio = RucioAdapter()
+    stored: list[files.StoredFile] = []
+    logs_rse: str | None = None
+    confirmed_errors: list[str] = []
+    with MetaCatAdapter() as metacat:
+        known, marked = results.record_results(job)
+        abort: Abort | None = marked.abort
+        ensurer = datasets.DatasetEnsurer(rucio, metacat, job.allocation.existing_dataset_dids | known)
+        tgz = None
+        if abort is None:
+            tgz, built = logs.build_logs_tgz(job)
+            abort = built.abort
+        if abort is None and tgz is not None:
+            uploaded = logs.upload_logs(rucio, metacat, job, tgz, ensurer)
+            abort = uploaded.abort
+            logs_rse = str(uploaded.rows[0]["rse"]) if uploaded.rows and uploaded.rows[0].get("rse") else None
+        if abort is None:
+            abort = job.stop_after_logs
+        if abort is None and job.outputs:
+            abort = datasets.ensure_output_datasets(job, ensurer).abort
+        if abort is None and job.outputs:
+            stored, report = files.store_output_files(rucio, metacat, job, ensurer)
+            abort = report.abort
+        if abort is None and stored:
+            abort = files.catalogue_output_files(metacat, stored).abort
+        outcome = results.OutputOutcome(abort, stored if abort is None else [], ensurer.ensured, logs_rse)
+        recorded = results.confirm_results(job, outcome)
+        if abort is None and recorded.abort is None:
+            confirmed_errors = files.confirm_output_files(metacat, stored).errors
+    assert recorded.abort is None, recorded.abort
+    assert abort is None, abort
+    assert not confirmed_errors, confirmed_errors
+
+
 BODIES: dict[str, Callable[[Mapping[str, Any]], None]] = {
-    "storages": storages_group, "sites": sites_group, "job_factory": job_factory,
+    "storages": storages_group, "sites": sites_group, "job_factory": job_factory, "wrapper_output": wrapper_output,
 }
 
 

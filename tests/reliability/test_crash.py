@@ -3,7 +3,8 @@ and must converge to what a clean run leaves: the same normalised rows, no dupli
 duplicate Rucio rule, and for the job factory no cluster recorded twice or in part.
 
 Per kind, 20 trials (``JUSTIN_CRASH_TRIALS``): a fresh database (and fresh RSEs in Rucio for
-the storages group, so its logs datasets and rules are created in every trial), the body
+the storages group, so its logs datasets and rules are created in every trial; a fresh job,
+scope and RSE for the wrapper output), the body
 started in a child process, killed after a random delay drawn over the body's measured
 duration, then rerun here. The figures are printed at the end of each test (``-s``).
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from rucio.client import Client
@@ -26,13 +28,17 @@ from sqlalchemy import func, select
 from justin_flows.db.engine import transaction
 from justin_flows.db.models import Entry, Job, Site, SiteStorage, Storage
 from justin_flows.domain.naming import LOGS_SCOPE, logs_dataset_name, logs_periods
+from justin_flows.domain.output_files import adler32_of
 from justin_flows.testing.condor_standins import read_calls, set_behaviour
 from justin_flows.testing.git_repo import file_url, make_git_repo
+from justin_flows.testing.latency_proxy import LatencyProxy
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
-from tests.conftest import CondorStandins
+from tests.conftest import CondorStandins, reset_caches
 from tests.reliability import crash_worker
 from tests.reliability.seeding import duplicates, seed_factory_stage, snapshot
+from tests.reliability.wrapper_job import WrapperJob, make_wrapper_job, state_diff, state_duplicates, wrapper_state
+from tests.reliability.wrapper_job import left_behind as wrapper_left_behind
 from tests.results_db import empty_database
 from tests.rucio_seed import add_rse, add_scope, unique
 from tests.shared_data import REPO_ROOT
@@ -51,6 +57,7 @@ class Tally:
     finished_first: int = 0  # the delay outlasted the body
     lost: int = 0
     duplicated: int = 0
+    rerun_failed: int = 0  # the run after the kill did not complete
     phases: Counter[str] = field(default_factory=Counter)  # what the kill left behind
     notes: list[str] = field(default_factory=list)
 
@@ -58,7 +65,8 @@ class Tally:
         extra = f"; {'; '.join(self.notes)}" if self.notes else ""
         phases = ", ".join(f"{k}: {v}" for k, v in sorted(self.phases.items()))
         return (f"crash[{self.kind}]: {self.trials} trials, {self.killed} killed mid-run, "
-                f"{self.finished_first} finished before the kill, {self.lost} lost, {self.duplicated} duplicated "
+                f"{self.finished_first} finished before the kill, {self.lost} lost, {self.duplicated} duplicated, "
+                f"{self.rerun_failed} reruns failed "
                 f"(left by the kill: {phases}){extra}")
 
 
@@ -101,8 +109,10 @@ def measure(kind: str, options: dict[str, Any]) -> float:
 
 def trials(
     kind: str, seed: int, prepare: Callable[[int], dict[str, Any]], check: Callable[[int, dict[str, Any], Tally], None],
-    left_behind: Callable[[dict[str, Any]], str],
+    left_behind: Callable[[dict[str, Any]], str], *, stratified: bool = False,
 ) -> Tally:
+    """``stratified``: trial n's delay is drawn in the n-th of ``TRIALS`` equal slices of the
+    duration (still uniform over the run, but short late steps are sure to be hit once)."""
     tally = Tally(kind)
     rng = random.Random(seed)
     options = prepare(-1)
@@ -111,16 +121,22 @@ def trials(
     assert tally.lost == tally.duplicated == 0, "the clean run itself failed its checks"
     for n in range(TRIALS):
         options = prepare(n)
-        delay = rng.uniform(0.0, duration)
+        delay = rng.uniform(n * duration / TRIALS, (n + 1) * duration / TRIALS) if stratified else (
+            rng.uniform(0.0, duration))  # fmt: skip
         tally.trials += 1
         if kill_at(kind, options, delay):
             tally.killed += 1
             tally.phases[left_behind(options)] += 1
         else:
             tally.finished_first += 1
-        crash_worker.run_here(kind, options)  # the next run, to completion
+        try:
+            crash_worker.run_here(kind, options)  # the next run, to completion
+        except Exception as exc:  # noqa: BLE001 - counted and shown; the state is still checked
+            tally.rerun_failed += 1
+            tally.notes.append(f"trial {n}: the rerun failed: {type(exc).__name__}: {exc}")
         check(n, options, tally)
     print("\n" + tally.line())
+    assert tally.rerun_failed == 0, tally.line()
     return tally
 
 
@@ -313,3 +329,113 @@ def test_job_factory_never_records_a_cluster_twice_or_in_part_after_sigkill(
     print(f"crash[job_factory]: {orphans} orphan cluster(s) queued by a killed run and not recorded")
     assert tally.lost == 0 and tally.duplicated == 0, tally.line()
     assert tally.killed >= TRIALS // 2, tally.line()
+
+
+# ---------------------------------------------------------------------------------- wrapper output
+
+
+def test_wrapper_output_converges_after_sigkill(db: Any, rucio_server: RucioServer, metacat_env: MetaCatDouble,
+                                                tmp_path: Path) -> None:  # fmt: skip
+    """A job with three outputs, its output phase killed anywhere from recordResults to the
+    last MetaCat status update, then run again on the same working directory and allocation:
+    the job finished once, each output one file row, one 404 event, one replica on its RSE, in
+    exactly its three datasets in Rucio and MetaCat, every dataset once with its one rule, as a
+    clean run leaves (each trial is a fresh job: scope, RSE and destinations are its own)."""
+    client = Client()
+    jobs: dict[int, WrapperJob] = {}
+    reference: dict[str, Any] = {}
+    # MetaCat 20 ms away, as a remote one is: its dataset memberships, statuses and the
+    # confirmation at the end then take a fair share of the run for the kills to land in
+    with LatencyProxy(metacat_env.server_url.rsplit("/app", 1)[0], delay_ms=20) as proxy, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUSTIN_METACAT__SERVER_INPUTS_URL", proxy.url_for(metacat_env.server_url))
+        mp.setenv("JUSTIN_METACAT__SERVER_OUTPUTS_URL", proxy.url_for(metacat_env.server_url))
+        mp.setenv("JUSTIN_METACAT__AUTH_SERVER_URL", proxy.url_for(metacat_env.auth_url))
+        reset_caches()
+        try:
+            _wrapper_output_trials(client, jobs, reference, rucio_server, metacat_env, tmp_path)
+        finally:
+            reset_caches()
+
+
+def _wrapper_output_trials(client: Client, jobs: dict[int, WrapperJob], reference: dict[str, Any],
+                           rucio_server: RucioServer, metacat_env: MetaCatDouble, tmp_path: Path) -> None:  # fmt: skip
+
+    def prepare(n: int) -> dict[str, Any]:
+        empty_database()
+        jobs[n] = make_wrapper_job(client, metacat_env, tmp_path / f"trial{n}", rucio_server.root_account)
+        return {**jobs[n].options(), "trial": n}
+
+    def check(n: int, options: dict[str, Any], tally: Tally) -> None:
+        got = wrapper_state(jobs[n])
+        if n == -1:
+            assert [j[4] for j in got["jobs"]] == ["finished"], got["jobs"]
+            assert [f[3] for f in got["files"]] == ["output", "output", "finding"], got["files"]
+            assert sorted(e[0] for e in got["events"]) == [304, 305, 404, 404, 404], got["events"]
+            assert len(got["workflows_datasets"]) == 6 and not state_duplicates(got), got
+            reference.update(got)
+            return
+        twice = state_duplicates(got)
+        if twice:
+            tally.duplicated += 1
+            tally.notes.append(f"trial {n}: twice: {twice}")
+        if got != reference:
+            tally.lost += 1
+            tally.notes.append(f"trial {n}: differs from the clean run: {state_diff(got, reference)}")
+
+    # stratified: MetaCat's add_files/update_file and confirmResults take the last ~5 % of the run
+    tally = trials("wrapper_output", 8004, prepare, check, lambda options: wrapper_left_behind(jobs[options["trial"]]),
+                   stratified=True)  # fmt: skip
+    assert tally.lost == 0 and tally.duplicated == 0, tally.line()
+    assert tally.killed >= TRIALS // 2, tally.line()
+
+
+def _stuck_copying(client: Client, wj: Any, content: bytes) -> None:
+    """``b.root`` registered COPYING on the job's RSE with ``content`` already at its PFN."""
+    did = f"{wj.scope}:b.root"
+    path = wj.job.workspace / "b.root"
+    client.add_replicas(wj.rse, [{"scope": wj.scope, "name": "b.root", "bytes": path.stat().st_size,
+                                  "adler32": adler32_of(path), "state": "C"}])  # fmt: skip
+    pfn = client.lfns2pfns(wj.rse, [did], operation="write", scheme="file")[did]
+    target = Path(urlsplit(pfn).path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+
+
+def test_wrapper_output_converges_after_a_kill_between_the_bytes_and_the_replica_state(
+    db: Any, rucio_server: RucioServer, metacat_env: MetaCatDouble, tmp_path: Path
+) -> None:
+    """Rucio's upload client by default registers the replica COPYING, writes the bytes, then
+    sets it AVAILABLE; killed in between (upstream's uploads, or ours before
+    ``register_after_upload``), the replica stays COPYING with the very bytes on the RSE and
+    every later upload skips it as "already exists". The rerun checks the stored bytes
+    (size and adler32 through the RSE protocol) and makes the replica AVAILABLE."""
+    client = Client()
+    wj = make_wrapper_job(client, metacat_env, tmp_path / "job", rucio_server.root_account)
+    _stuck_copying(client, wj, (wj.job.workspace / "b.root").read_bytes())
+
+    crash_worker.run_here("wrapper_output", wj.options())
+
+    state = wrapper_state(wj)
+    assert [j[4] for j in state["jobs"]] == ["finished"], state["jobs"]
+    b_root = next(row for row in state["rucio files"] if row[0] == "SCOPE:b.root")
+    assert b_root[3] == (("RSE", 1, "AVAILABLE"),) and len(b_root[4]) == 3, b_root
+    assert not state_duplicates(state)
+
+
+def test_a_stuck_replica_with_partial_bytes_is_never_made_available(
+    db: Any, rucio_server: RucioServer, metacat_env: MetaCatDouble, tmp_path: Path
+) -> None:
+    """The repair trusts the storage, not the registration: truncated bytes stay COPYING and
+    the job fails with upstream's 328 (upload "succeeded" without a usable replica)."""
+    client = Client()
+    wj = make_wrapper_job(client, metacat_env, tmp_path / "job", rucio_server.root_account)
+    _stuck_copying(client, wj, (wj.job.workspace / "b.root").read_bytes()[:-3])
+
+    with pytest.raises(Exception, match="328|no AVAILABLE replica"):
+        crash_worker.run_here("wrapper_output", wj.options())
+
+    state = wrapper_state(wj)
+    assert [(j[4], j[6]) for j in state["jobs"]] == [("outputting_failed", 328)], state["jobs"]
+    b_root = next(row for row in state["rucio files"] if row[0] == "SCOPE:b.root")
+    assert b_root[3] == (("RSE", 1, "COPYING"),), b_root

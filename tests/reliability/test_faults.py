@@ -1,6 +1,7 @@
-"""Fault injection: the storages group and the finder as real Prefect flow runs, with the latency
-proxy failing 20 % of the requests to the real Rucio server and to the MetaCat double (HTTP 500
-and 503, connection resets, stalls past the client timeout), by seed.
+"""Fault injection: the storages group, the finder, the wrapper output, the job factory and the
+Rucio health flow as real Prefect flow runs, with the latency proxy failing 20 % of the
+requests to the real Rucio server and to the MetaCat double (HTTP 500 and 503, connection
+resets, stalls past the client timeout), by seed.
 
 Each faulty run must end Completed, or Failed with a message naming the failed step (never
 Crashed); after at most one more run without faults, the database, Rucio and MetaCat must hold
@@ -12,7 +13,9 @@ The figures are printed per scenario (``-s``).
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,15 +28,24 @@ from rucio.client import Client
 from sqlalchemy import Engine, select
 
 from justin_flows.db.engine import transaction
-from justin_flows.db.models import File, Replica, Storage, Workflow
+from justin_flows.db.models import File, Job, Replica, Storage, Workflow
 from justin_flows.domain.naming import LOGS_SCOPE, logs_dataset_name, logs_periods
+from justin_flows.testing.condor_standins import read_calls
 from justin_flows.testing.latency_proxy import DEFAULT_KINDS, LatencyProxy
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins, reset_caches
 from tests.finder.conftest import RucioSeed
 from tests.reliability.conftest import rucio_at
-from tests.reliability.seeding import duplicates, seed_finder_workflow, snapshot
+from tests.reliability.seeding import duplicates, seed_factory_stage, seed_finder_workflow, snapshot
+from tests.reliability.wrapper_job import (
+    WrapperJob,
+    discount_recovery,
+    make_wrapper_job,
+    state_diff,
+    state_duplicates,
+    wrapper_state,
+)
 from tests.results_db import empty_database
 from tests.rucio_seed import add_rse, add_scope, unique
 
@@ -41,6 +53,8 @@ pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 FAULT_RATE = 0.2
 SEEDS = [int(s) for s in os.environ.get("JUSTIN_FAULT_SEEDS", "11,12,13").split(",")]
+#: the job factory and the health flow make three requests a run: more runs for as many faults
+PING_SEEDS = [seed * 10 + k for seed in SEEDS for k in range(4)]
 CLIENT_TIMEOUT = "1.5"  # Rucio and MetaCat client timeout; the proxy stalls for longer
 
 
@@ -249,3 +263,197 @@ def test_finder_under_20_percent_faults_converges(
                  reference, figures, f"finder seed {seed}")
     print("\n" + figures.line())
     assert figures.duplicated == 0 and figures.lost == 0, figures.line()
+
+
+# ---------------------------------------------------------------------------------- wrapper output
+
+
+def wrapper_check_state(name: str, state: State[Any], job_id: int) -> str:
+    """Completed, or Failed naming the job and its abort code (or why its result is not
+    recorded): never Crashed, never an exception escaping the steps."""
+    assert not state.is_crashed(), (name, state.message)
+    assert state.is_completed() or state.is_failed(), (name, state.name)
+    message = state.message or ""
+    if state.is_failed():
+        assert re.match(rf"job {job_id} (\w+ \(abort \d{{3}}\)|results not recorded): \S", message), (name, message)
+        return f"Failed ({message.split(':', 1)[0].removeprefix(f'job {job_id} ')})"
+    return state.name or state.type.value
+
+
+def comparable(state: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The state without the history of a recorded failure and its recovery (the abort event
+    and the rerun's second 304): what a fault-free run leaves must be all that remains."""
+    events, extra = discount_recovery(state["events"])
+    return {**state, "events": events}, extra
+
+
+def test_wrapper_output_under_20_percent_faults_converges(
+    proxies: tuple[LatencyProxy, LatencyProxy], metacat_env: MetaCatDouble, rucio_server: RucioServer, tmp_path: Path
+) -> None:
+    """One job (three outputs, one RSE) per seed through the real flow with 20 % faults on
+    Rucio and MetaCat: Completed, or Failed with the job's abort code; then at most one more
+    run without faults must leave what a fault-free run leaves. The only history allowed to
+    differ is the recorded failure itself (its abort event and the rerun's second 304)."""
+    from flows.wrapper_output.output import wrapper_output_flow
+
+    rucio_proxy, mc_proxy = proxies
+    figures = Figures("wrapper output")
+    recoveries: list[int] = []  # events a recorded failure and its rerun added, per scenario
+    problems: list[str] = []
+
+    def scenario(n: int) -> WrapperJob:
+        empty_database()
+        return make_wrapper_job(Client(), metacat_env, tmp_path / f"job{n}", rucio_server.root_account)
+
+    def run(wj: WrapperJob) -> State[Any]:
+        return wrapper_output_flow(workdir=str(wj.job.workdir), return_state=True)
+
+    reference_job = scenario(-1)
+    first = run(reference_job)
+    assert first.is_completed(), first.message
+    reference = wrapper_state(reference_job)
+    assert [j[4] for j in reference["jobs"]] == ["finished"] and not state_duplicates(reference), reference
+    assert sorted(e[0] for e in reference["events"]) == [304, 305, 404, 404, 404], reference["events"]
+
+    # the default kinds, then "reset_after": applied upstream, the answer lost, the call retried
+    for seed, kinds in [*((s, DEFAULT_KINDS) for s in [*SEEDS, *(s + 50 for s in SEEDS)]),
+                        (SEEDS[0] + 100, ("reset_after",))]:  # fmt: skip
+        wj = scenario(seed)
+        with faults(seed, rucio_proxy, mc_proxy, kinds=kinds):
+            state = run(wj)
+        figures.runs += 1
+        figures.add_faults(rucio_proxy, mc_proxy)
+        figures.states.append(wrapper_check_state(f"seed {seed}", state, wj.job.justin_job_id))
+        got = wrapper_state(wj)
+        if state.is_completed():
+            assert [j[4] for j in got["jobs"]] == ["finished"], (seed, got["jobs"])
+        twice = state_duplicates(comparable(got)[0])
+        if twice:
+            figures.duplicated += 1
+            problems.append(f"seed {seed}: duplicates after the faulty run: {twice}")
+        extra = 0
+        if comparable(got)[0] != reference:  # at most one more run, fault-free
+            again = run(wj)
+            extra = 1
+            if not again.is_completed():
+                problems.append(f"seed {seed}: first run {figures.states[-1]}: {state.message}; the fault-free "
+                                f"rerun failed too: {again.message}")  # fmt: skip
+            got = wrapper_state(wj)
+        figures.recovered_after.append(extra)
+        final, history = comparable(got)
+        recoveries.append(history)
+        if state_duplicates(final):
+            figures.duplicated += 1
+            problems.append(f"seed {seed}: duplicates after the rerun: {state_duplicates(final)}")
+        if final != reference:
+            figures.lost += 1
+            problems.append(f"seed {seed}: not converged: {state_diff(final, reference)}")
+    print("\n" + figures.line() + f"; events of recorded failures and their reruns per scenario {recoveries}")
+    for problem in problems:
+        print(f"faults[wrapper output]: {problem}")
+    assert not problems and figures.duplicated == 0 and figures.lost == 0, "\n".join([figures.line(), *problems])
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+
+
+# ---------------------------------------------------------------------------------- job factory, rucio health
+
+
+@pytest.fixture
+def no_backoff(proxies: tuple[LatencyProxy, LatencyProxy]) -> Iterator[None]:
+    """A measurement the faults made unhealthy does not make the next run skip its work."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUSTIN_RUCIO__UNHEALTHY_BACKOFF_SECONDS", "0")
+        reset_caches()
+        yield
+    reset_caches()
+
+
+def test_job_factory_under_20_percent_faults_submits_whole_clusters_or_nothing(
+    proxies: tuple[LatencyProxy, LatencyProxy], condor_env: CondorStandins, no_backoff: None
+) -> None:
+    """The factory only pings Rucio: under faults it submits one whole cluster, or skips
+    (Rucio unreachable) and submits nothing; never a cluster in part or twice."""
+    from flows.job_factory.factory import job_factory_flow
+
+    rucio_proxy, _ = proxies
+    figures = Figures("job factory")
+
+    def scenario() -> None:
+        empty_database()
+        for name in ("calls.jsonl", "next_cluster", "behaviour.json"):
+            (condor_env.state_dir / name).unlink(missing_ok=True)
+        seed_factory_stage(8)  # one cluster of ceil(1.5 x 8) = 12 jobs
+
+    def observe() -> dict[str, Any]:
+        submits = [c for c in read_calls(condor_env.state_dir) if c["program"] == "condor_submit"]
+        state = snapshot(["jobs", "files"], drop={"jobs": ["jobsub_id", "justin_job_id"]})
+        with transaction() as s:
+            clusters = Counter(j.split(".", 1)[0] for j in s.scalars(select(Job.jobsub_id)))
+        return {"jobs": state["jobs"], "files": state["files"], "submits": len(submits),
+                "jobs per cluster": sorted(clusters.values())}  # fmt: skip
+
+    scenario()
+    first = job_factory_flow(return_state=True)
+    assert first.is_completed() and first.name != "Skipped", first.message
+    reference = observe()
+    assert reference["jobs per cluster"] == [12] and reference["submits"] == 1, reference
+
+    for seed in PING_SEEDS:
+        scenario()
+        with faults(seed, rucio_proxy):
+            state = job_factory_flow(return_state=True)
+        figures.runs += 1
+        figures.add_faults(rucio_proxy)
+        figures.states.append(f"{check_state(f'seed {seed}', state)} ({state.message})"
+                              if state.name == "Skipped" else check_state(f"seed {seed}", state))  # fmt: skip
+        got = observe()
+        if state.name == "Skipped":
+            assert "Rucio unreachable" in (state.message or ""), state.message
+            assert got["submits"] == 0 and got["jobs"] == [], got
+        elif state.is_completed():
+            assert got == reference, (seed, got)
+        if got["jobs per cluster"] not in ([], [12]) or got["submits"] > 1:
+            figures.duplicated += 1
+            pytest.fail(f"factory seed {seed}: a cluster in part or twice: {got}")
+        converge(job_factory_flow, observe, reference, figures, f"factory seed {seed}")  # type: ignore[arg-type]
+    print("\n" + figures.line())
+    assert figures.duplicated == 0 and figures.lost == 0, figures.line()
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+
+
+def test_rucio_health_under_20_percent_faults_records_what_it_saw(
+    proxies: tuple[LatencyProxy, LatencyProxy], no_backoff: None
+) -> None:
+    """Each run ends Completed with a healthy measurement stored, or Failed saying Rucio was
+    unreachable with that failure stored; the next fault-free run stores a healthy one."""
+    from flows.info_collector.rucio_health import rucio_health_flow
+    from justin_flows.collector import rucio_health
+
+    rucio_proxy, _ = proxies
+    figures = Figures("rucio health")
+
+    def stored() -> Any:
+        with transaction() as s:
+            return rucio_health.load(s)
+
+    for seed in PING_SEEDS:
+        empty_database()
+        with faults(seed, rucio_proxy):
+            state = rucio_health_flow(return_state=True)
+        figures.runs += 1
+        figures.add_faults(rucio_proxy)
+        assert not state.is_crashed(), state.message
+        health = stored()
+        assert health is not None, "every run stores what it measured"
+        if state.is_completed():
+            assert not health.overloaded and state.result()["milliseconds"] == health.milliseconds, health
+            figures.states.append("Completed")
+        else:
+            assert state.is_failed() and health.overloaded, (state.name, health)
+            assert "Rucio unreachable: " in (state.message or ""), state.message
+            figures.states.append("Failed (Rucio unreachable)")
+        converge(lambda: rucio_health_flow(return_state=True), lambda: stored().overloaded, False, figures,
+                 f"health seed {seed}")  # fmt: skip
+    print("\n" + figures.line())
+    assert figures.lost == 0, figures.line()
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"

@@ -140,8 +140,6 @@ def test_a_git_server_that_never_answers_is_cut_at_the_clone_deadline(
     assert stall_server.accepted >= 1 and elapsed < 1.5 + 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): metacat-client's login requests have no timeout "
-                   "(metacat/common/auth_client.py calls requests.get/post without one, and verify=False)")
 def test_a_metacat_auth_server_that_never_answers_is_cut_at_the_timeout(
     metacat_env: MetaCatDouble, stall_server: StallServer, env: pytest.MonkeyPatch
 ) -> None:

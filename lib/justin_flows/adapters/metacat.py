@@ -1,9 +1,10 @@
 """MetaCat, through the real ``metacat.webapi.MetaCatClient``.
 
 Upstream shells out to ``metacat auth login`` before *every* command; here one login is
-made lazily per adapter (one adapter per flow run) and its token reused. The token lives
-in a private token library inside a 0700 temporary directory that ``close()`` removes,
-so it never lands in a shared ``$HOME`` or ``/tmp``.
+made lazily per adapter (one adapter per flow run), by ``metacat_login`` (a timeout and
+verified TLS, which the client's own login lacks), and its token handed to the client.
+The client's token library is private, inside a 0700 temporary directory that ``close()``
+removes, so no token lands in a shared ``$HOME`` or ``/tmp``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import requests
 
+from justin_flows.adapters import metacat_login
 from justin_flows.adapters.calls import ExternalService
 from justin_flows.secrets import register_secret
 from justin_flows.settings import Settings, get_settings
@@ -30,6 +32,8 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)):
         return True
+    if isinstance(exc, metacat_login.MetaCatLoginError):
+        return exc.status >= 500
     if type(exc) is WebAPIError:  # subclasses (NotFound, BadRequest, AlreadyExists...) are answers
         status = getattr(exc, "StatusCode", None)
         return status is None or status >= 500
@@ -45,7 +49,9 @@ class MetaCatAdapter:
         for secret in (cfg.password, cfg.token):
             if secret is not None:
                 register_secret(secret.get_secret_value())
-        self.service = service or ExternalService(SERVICE, self.settings.retry, is_transient)
+        self.service = service or ExternalService(
+            SERVICE, self.settings.retry, is_transient, max_in_flight=cfg.max_in_flight
+        )
         self._tmp = Path(tempfile.mkdtemp(prefix="justin-metacat-"))  # mkdtemp makes it 0700
         self._lock = threading.Lock()
         self._outputs: Any = None
@@ -63,13 +69,14 @@ class MetaCatAdapter:
         self.close()
 
     # ------------------------------------------------------------------ clients
-    def _new_client(self, url: str) -> Any:
+    def _new_client(self, url: str, token: str | None = None) -> Any:
         from metacat.webapi import MetaCatClient
 
         cfg = self.settings.metacat
         client = MetaCatClient(
             url,
             auth_server_url=cfg.auth_server_url,
+            token=token,
             token_library=str(self._tmp / ".token_library"),
             timeout=cfg.timeout_seconds,
         )
@@ -78,33 +85,37 @@ class MetaCatAdapter:
         client.DefaultTimeout = 0
         return client
 
-    def _login(self, client: Any) -> None:
+    def _login(self) -> str:
+        """A token for the outputs server, through ``metacat_login`` (timeout, verified TLS)."""
         cfg = self.settings.metacat
+        options = {"timeout": cfg.timeout_seconds, "verify": str(cfg.ca_path) if cfg.ca_path else True}
         if cfg.login_method == "password":
             if cfg.password is None:
                 raise ValueError("metacat.login_method is 'password' but metacat.password is not set")
             password = cfg.password.get_secret_value()
-            self.service.call("login", lambda: client.login_password(cfg.username, password))
+            token = self.service.call(
+                "login", lambda: metacat_login.password_login(cfg.auth_server_url, cfg.username, password, **options)
+            )
         elif cfg.login_method == "token":
             if cfg.token is None:
                 raise ValueError("metacat.login_method is 'token' but metacat.token is not set")
-            token = cfg.token.get_secret_value()
-            self.service.call("login", lambda: client.login_token(cfg.username, token))
+            bearer = cfg.token.get_secret_value()
+            token = self.service.call(
+                "login", lambda: metacat_login.token_login(cfg.auth_server_url, cfg.username, bearer, **options)
+            )
         else:
-            proxy = str(self.settings.proxies.production_proxy)
-            self.service.call("login", lambda: client.login_x509(cfg.username, proxy, proxy))
-        token = client.token()
-        if token is not None:
-            encoded = token.encode()
-            register_secret(encoded.decode() if isinstance(encoded, bytes) else encoded)
+            proxy = self.settings.proxies.production_proxy
+            token = self.service.call(
+                "login", lambda: metacat_login.x509_login(cfg.auth_server_url, cfg.username, proxy, **options)
+            )
+        register_secret(token)
+        return token
 
     def outputs(self) -> Any:
         """The logged-in client of the outputs server (one login per adapter)."""
         with self._lock:
             if self._outputs is None:
-                client = self._new_client(self.settings.metacat.server_outputs_url)
-                self._login(client)
-                self._outputs = client
+                self._outputs = self._new_client(self.settings.metacat.server_outputs_url, self._login())
             return self._outputs
 
     def inputs(self) -> Any:

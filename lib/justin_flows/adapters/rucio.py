@@ -198,7 +198,11 @@ class RucioAdapter:
 
         Registers the DID and replica on ``rse`` and attaches the file to the dataset, which
         must already exist with its rule (the upload client would otherwise create it with a
-        rule of unlimited lifetime). Returns ``"already-present"`` when the client skipped the
+        rule of unlimited lifetime). ``register_after_upload``: the replica is registered,
+        AVAILABLE, only once the bytes are written; by default the client registers it
+        COPYING first, and a kill or a lost answer between the bytes and the state update
+        leaves a replica that every later attempt skips as "already exists" and that never
+        becomes AVAILABLE. With it, leftover bytes of an unregistered file are overwritten. Returns ``"already-present"`` when the client skipped the
         transfer because the file is already on the RSE (a re-upload raises
         ``NoFilesUploaded``; the caller verifies the replica either way). Tried up to the
         retry policy's attempts; write-blocked RSEs and quota errors are final at once.
@@ -212,6 +216,7 @@ class RucioAdapter:
             "dataset_scope": dataset_scope,
             "dataset_name": dataset_name,
             "transfer_timeout": transfer_timeout,
+            "register_after_upload": True,
         }
         if scheme:
             item["force_scheme"] = scheme
@@ -232,3 +237,34 @@ class RucioAdapter:
             return "uploaded"
 
         return self.service.call("upload", run)
+
+    def mark_available_if_stored(
+        self, *, rse: str, scope: str, name: str, size: int, adler32: str, scheme: str | None = None
+    ) -> bool:
+        """Repair a replica left COPYING with its bytes on ``rse`` (an upload killed between the
+        bytes and the state update, by upstream's client or before ``register_after_upload``).
+
+        The bytes are stat'ed on the storage through the client's RSE manager; only when size
+        and adler32 equal the file's is the replica set AVAILABLE. Returns whether it was.
+        """
+        from justin_flows.domain.output_files import same_adler32
+
+        def run() -> bool:
+            from rucio.rse import rsemanager as rsemgr
+
+            client = self._client()
+            info = rsemgr.get_rse_info(rse, vo=client.vo)
+            did = {"scope": scope, "name": name}
+            pfn = next(iter(rsemgr.lfns2pfns(info, [did], operation="read", scheme=scheme).values()))
+            protocol = rsemgr.create_protocol(info, "read", scheme=scheme)
+            protocol.connect()
+            try:
+                stored = protocol.stat(pfn)
+            finally:
+                protocol.close()
+            if stored.get("filesize") != size or not same_adler32(stored.get("adler32"), adler32):
+                return False
+            client.update_replicas_states(rse, [{**did, "state": "A"}])
+            return True
+
+        return bool(self.service.call("repair_replica", run))

@@ -27,7 +27,6 @@ from justin_flows.adapters.commands import CommandFailed, run_command
 from justin_flows.settings import Settings, get_settings
 
 SERVICE = "voms"
-DEFAULT_TIMEOUT_SECONDS = 120.0
 
 #: Output of a run that reached no VOMS server (lower-cased substrings).
 _UNREACHABLE = (
@@ -77,10 +76,7 @@ class VOMSAdapter:
     ) -> None:
         self.settings = settings or get_settings()
         self.service = service or ExternalService(SERVICE, self.settings.retry, is_transient)
-        # proposed setting proxies.command_timeout_seconds, used once it exists
-        self.timeout_seconds = timeout_seconds or float(
-            getattr(self.settings.proxies, "command_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-        )
+        self.timeout_seconds = timeout_seconds or self.settings.proxies.command_timeout_seconds
 
     def proxy_init_argv(self, cert: Path, key: Path, voms: str, out: Path, valid_hours: int) -> list[str]:
         """The exact command line (upstream's options, in upstream's order)."""

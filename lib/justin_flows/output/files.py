@@ -200,16 +200,18 @@ def _attach_and_check(rucio: RucioAdapter, job: OutputJob, f: OutputFile, result
                       placement: Placement) -> None:
     """One attach to each dataset the upload did not attach to, then ``list_parent_dids`` (328)."""
     scope, rse = job.scope, placement.rse.rse
-    # the upload attached the file to its per-RSE dataset; an earlier run's replica may lack any
-    wanted = list(result.datasets) if placement.how == "found" else list(result.datasets[1:])
+    # a fresh upload attached the file to its per-RSE dataset; a replica an earlier run or
+    # attempt left ("found", "already-present") may lack any of its datasets
+    reused = placement.how in ("found", "already-present")
+    wanted = list(result.datasets) if reused else list(result.datasets[1:])
     try:
         parents: set[str] = set()
-        if placement.how == "found":
+        if reused:
             parents = parent_dids(rucio, scope, f.name)
             wanted = [did for did in wanted if did not in parents]
         for did in wanted:
             attach_once(rucio, scope, did.split(":", 1)[1], scope, f.name)
-        if wanted or placement.how != "found":
+        if wanted or not reused:
             parents = parent_dids(rucio, scope, f.name)
     except ExternalCallError as exc:
         raise _Failed(AbortCode.OUTPUT_UPLOAD, f"{result.did}: attaching to its datasets failed: {exc}", rse) from exc

@@ -203,6 +203,10 @@ def _check_logs_membership(
     rse = placement.rse.rse
     parents = parent_dids(rucio, LOGS_SCOPE, tgz.name)
     expected = logs_dataset(rse, now).did
+    if placement.how == "already-present" and expected not in parents:  # an attempt cut before its attach
+        prepare_rse(placement.rse)
+        attach_once(rucio, LOGS_SCOPE, logs_dataset(rse, now).name, LOGS_SCOPE, tgz.name)
+        parents = parent_dids(rucio, LOGS_SCOPE, tgz.name)
     if placement.how != "found":
         if expected not in parents:
             raise SilentUploadFailure(f"{tgz.did}: uploaded to {rse} but not in {expected} "

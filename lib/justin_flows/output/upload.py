@@ -131,7 +131,15 @@ def place_file(
             continue
         seconds = time.perf_counter() - start
         try:
-            pfn = verify_replica(rucio, scope=scope, name=name, size=size, adler32=adler32, rse=rse.rse)
+            try:
+                pfn = verify_replica(rucio, scope=scope, name=name, size=size, adler32=adler32, rse=rse.rse)
+            except SilentUploadFailure:
+                # "already there" but not AVAILABLE: a replica stuck COPYING with its bytes written
+                if how != "already-present" or not rucio.mark_available_if_stored(
+                    rse=rse.rse, scope=scope, name=name, size=size, adler32=adler32, scheme=rse.scheme
+                ):
+                    raise
+                pfn = verify_replica(rucio, scope=scope, name=name, size=size, adler32=adler32, rse=rse.rse)
         except ExternalCallError as exc:
             errors.append(f"{rse.rse}: uploaded, but the replica could not be checked: {exc}")
             continue
