@@ -56,11 +56,19 @@ def with_retries(task: T) -> T:
     )
 
 
+def _deployment_name() -> str | None:
+    try:
+        return deployment.name  # asks the API (once per process) for a deployment's run
+    except Exception:  # noqa: BLE001 - a restarting server must not fail the run or drop its rows
+        return None
+
+
 def run_info() -> RunInfo:
+    """Who the ledger rows belong to; never raises (the deployment name is None if unknown)."""
     return RunInfo(
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         flow_name=flow_run.flow_name,
-        deployment_name=deployment.name,
+        deployment_name=_deployment_name(),
     )
 
 
@@ -68,14 +76,17 @@ def run_info() -> RunInfo:
 def ledger_scope() -> Iterator[None]:
     """Write this run's external-call records to the database when the flow body ends.
 
-    The run's identity is read on entry: reading it at the end may need the Prefect API, and
-    a server that is restarting then must not cost the run its ledger rows.
+    The run's identity is read on entry and, if the Prefect API could not name the
+    deployment then, once more at the end: a server that is restarting at either moment
+    costs at most the deployment name, never the rows.
     """
     info = run_info()
     try:
         yield
     finally:
         try:
+            if info.deployment_name is None and deployment.id:
+                info = run_info()
             written = LEDGER.flush(get_engine(), info)
             get_run_logger().info("external-call ledger: %d call attempt(s) recorded", written)
         except Exception as exc:  # never hide the flow's own outcome behind a ledger failure

@@ -25,12 +25,14 @@ update_storages_quotas = collector_task(storages_quotas.update_storages_quotas, 
 
 
 @flow(name="info-collector-storages", timeout_seconds=7200)
-def storages_flow(rse_expression: str | None = None) -> State[Any]:
+def storages_flow(rse_expression: str | None = None, dry_run: bool = False) -> State[Any]:
     """Groups, storages, logs datasets, named quotas, scopes and storage quotas, hourly.
 
     Args:
         rse_expression: limit the storages step to RSEs matching this Rucio expression
             (e.g. ``site=UK_Manchester``); the other steps always cover everything.
+        dry_run: create no logs dataset or rule in Rucio/MetaCat (the flow's only writes to
+            external services), just report what is missing; the database is still updated.
     """
     if rse_expression is not None:
         validate_rse_expression(rse_expression)
@@ -45,7 +47,7 @@ def storages_flow(rse_expression: str | None = None) -> State[Any]:
         with MetaCatAdapter() as metacat:
             steps += [
                 ("updateStorages", update_storages(rucio, rse_expression=rse_expression, return_state=True)),
-                ("updateLogsDatasets", update_logs_datasets(rucio, metacat, return_state=True)),
+                ("updateLogsDatasets", update_logs_datasets(rucio, metacat, dry_run=dry_run, return_state=True)),
                 ("updateNamedQuotas", update_named_quotas(rucio, return_state=True)),
                 ("updateScopes", update_scopes(rucio, return_state=True)),
                 ("updateStoragesQuotas", update_storages_quotas(rucio, return_state=True)),

@@ -173,3 +173,25 @@ def test_no_writable_rse_means_no_call(db: Engine, rucio_server: RucioServer, me
 
     assert report.rows == [] and report.errors == []
     assert calls() == {} and calls("metacat") == {}
+
+
+def test_a_dry_run_creates_nothing_and_says_what_is_missing(
+    rses: dict[str, str], client: Client, metacat: MetaCatAdapter, metacat_double: MetaCatDouble
+) -> None:
+    rse = rses["writable"]
+    first = dataset_names(rse)[0]
+    client.add_dataset("justin-logs", first)  # one dataset exists, without its rule
+
+    report = update_logs_datasets(RucioAdapter(), metacat, now=NOW, dry_run=True)
+
+    assert not report.errors, report.errors
+    assert sorted((r["did"], r["dataset"], r["rule"]) for r in report.rows) == sorted(
+        [(f"justin-logs:{first}", "existing", "would-add")]
+        + [(f"justin-logs:{name}", "would-create", "would-add") for name in dataset_names(rse)[1:]]
+    )
+    assert rules_of(client, first) == [], "no rule added"
+    for name in dataset_names(rse)[1:]:
+        with pytest.raises(DataIdentifierNotFound):
+            client.get_did("justin-logs", name)
+        assert metacat_double.get_dataset_record(f"justin-logs:{name}") is None
+    assert {c.operation for c in LEDGER.drain()} <= {"get_did", "list_replication_rules"}, "reads only"

@@ -15,8 +15,9 @@ import htcondor2
 from sqlalchemy import insert, select
 
 from justin_flows.adapters.htcondor import HTCondorAdapter
+from justin_flows.admin import create_workflow, enable_site
 from justin_flows.db.engine import transaction
-from justin_flows.db.models import Entry, Event, File, Job, Replica, Site, SiteStorage, Storage, Workflow
+from justin_flows.db.models import Entry, Event, File, FileState, Job, Replica, Site, SiteStorage, Storage, Workflow
 from justin_flows.settings import get_settings
 from justin_flows.testing.condor_standins import install_condor_standins, read_calls
 from tests.conftest import reset_caches
@@ -207,3 +208,31 @@ def machine(site: str | None, **attrs: Any) -> classad2.ClassAd:
 def matches(job_ad: classad2.ClassAd, machine_ad: classad2.ClassAd) -> bool:
     """The job's Requirements evaluated with MY = job, TARGET = machine (False unless true)."""
     return job_ad["Requirements"].eval(scope=job_ad, target=machine_ad) is True
+
+
+def seed_factory_stage(
+    files: int, *, site: str = "UK_Reliable", rse: str = "RELIABLE_DISK", scope: str = "reliable"
+) -> int:
+    """A running workflow stage whose ``files`` unallocated files sit on a storage at distance 0
+    from an enabled site with one entry (workflow 1, the AWT workflow, is made first)."""
+    with transaction() as s:
+        awt = Workflow(mql="", state_message="AWT")
+        s.add(awt)
+        s.flush()
+        assert awt.workflow_id == 1, "seed_factory_stage needs a freshly emptied database"
+        site_row = Site(site_name=site, jobsub_site_name=site)
+        storage = Storage(rse_name=rse, justin_write=True)
+        s.add_all([site_row, storage])
+        s.flush()
+        s.add(Entry(entry_name=f"DUNE_{site}_ce1", site_id=site_row.site_id))
+        s.add(SiteStorage(site_id=site_row.site_id, rse_id=storage.rse_id, distance=0))
+        rse_id = storage.rse_id
+    wid = create_workflow(f"files from test:{scope}", scope=scope, principal_name="alice@fnal.gov")
+    enable_site(site)
+    with transaction() as s:
+        for i in range(files):
+            f = File(workflow_id=wid, stage_id=1, file_did=f"{scope}:f{i}", state=FileState.UNALLOCATED)
+            s.add(f)
+            s.flush()
+            s.add(Replica(file_id=f.file_id, rse_id=rse_id, workflow_id=wid, stage_id=1, wan_pfn=f"root://x/f{i}"))
+    return wid

@@ -9,39 +9,19 @@ from sqlalchemy import Engine, select
 
 from flows.job_factory.awt import awt_flow
 from flows.job_factory.factory import job_factory_flow
-from justin_flows.admin import create_workflow, enable_site
 from justin_flows.db.engine import transaction
-from justin_flows.db.models import Entry, File, FileState, Job, Replica, Site, SiteStorage, Storage, Workflow
+from justin_flows.db.models import Job
 from justin_flows.testing.condor_standins import read_calls
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins
+from tests.factory.helpers import seed_factory_stage
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def seed_stage_with_unallocated_files(files: int) -> int:
     """A running workflow whose files sit on a storage at distance 0 from an enabled site."""
-    with transaction() as s:
-        awt = Workflow(mql="", state_message="AWT")
-        s.add(awt)
-        s.flush()
-        assert awt.workflow_id == 1  # awt_workflow_id: the first id after the db fixture's reset
-        site = Site(site_name="UK_Flowtest", jobsub_site_name="UK_Flowtest")
-        storage = Storage(rse_name="FLOWTEST_DISK", justin_write=True)
-        s.add_all([site, storage])
-        s.flush()
-        s.add(Entry(entry_name="DUNE_UK_Flowtest_ce1", site_id=site.site_id))
-        s.add(SiteStorage(site_id=site.site_id, rse_id=storage.rse_id, distance=0))
-        rse_id = storage.rse_id
-    wid = create_workflow("files from test:flow", scope="flowtest", principal_name="alice@fnal.gov")
-    enable_site("UK_Flowtest")
-    with transaction() as s:
-        for i in range(files):
-            f = File(workflow_id=wid, stage_id=1, file_did=f"flowtest:f{i}", state=FileState.UNALLOCATED)
-            s.add(f)
-            s.flush()
-            s.add(Replica(file_id=f.file_id, rse_id=rse_id, workflow_id=wid, stage_id=1, wan_pfn=f"root://x/f{i}"))
-    return wid
+    return seed_factory_stage(files, site="UK_Flowtest", rse="FLOWTEST_DISK", scope="flowtest")
 
 
 def submits(condor: CondorStandins) -> list[dict[str, object]]:

@@ -29,6 +29,7 @@ from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.postgres import PostgresServer
 from justin_flows.testing.prefect_stack import PrefectStack
 from justin_flows.testing.rucio_server import RucioServer
+from justin_flows.testing.x509 import install_voms_proxy_init_standin, make_grid_ca
 from tests.conftest import METACAT_PASSWORD, METACAT_USER
 from tests.shared_data import REPO_ROOT
 
@@ -42,6 +43,21 @@ def condor_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     install_condor_standins(root / "bin", root / "state")
     (root / "bearer-token").write_text("test-bearer-token\n")
     return root / "bin", root / "state"
+
+
+def voms_env(root: Path) -> dict[str, str]:
+    """The voms-proxy-init stand-in, a test grid CA's two robot certificates, and the proxy paths."""
+    voms_init = install_voms_proxy_init_standin(root / "bin", root / "voms")
+    ca = make_grid_ca("justin-flows operator tests grid CA")
+    for stem in ("justin-jobs-production.dune.hep.ac.uk", "justin-jobs-no-roles.dune.hep.ac.uk"):
+        ca.issue_user(stem).write(root / "justin-secrets", stem)
+    return {
+        "JUSTIN_PROXIES__VOMS_PROXY_INIT": str(voms_init),
+        "JUSTIN_PROXIES__SECRETS_DIR": str(root / "justin-secrets"),
+        "JUSTIN_PROXIES__PRODUCTION_PROXY": str(root / "production.proxy.pem"),
+        "JUSTIN_PROXIES__NO_ROLES_PROXY": str(root / "no-roles.proxy.pem"),
+        "JUSTIN_PROXIES__DEFAULT_PROXY": str(root / "x509up_ops"),
+    }
 
 
 @pytest.fixture(scope="package")  # stopped once the operator tests are done
@@ -71,6 +87,7 @@ def stack(
         "JUSTIN_HTCONDOR__SCHEDDS": "schedd01.test.invalid schedd02.test.invalid",
         "JUSTIN_HTCONDOR__COLLECTORS": "collector.test.invalid",
         "JUSTIN_HTCONDOR__BEARER_TOKEN_FILE": str(bin_dir.parent / "bearer-token"),
+        **voms_env(tmp_path_factory.mktemp("ops-voms")),
     }
     ops = PrefectStack.on_postgres(
         pg_server, work_dir=tmp_path_factory.mktemp("ops-prefect"), worker_env=worker_env,

@@ -20,7 +20,6 @@ from prefect.client.schemas.objects import FlowRun
 from rucio.client import Client
 from sqlalchemy import Engine, select
 
-from justin_flows.admin import create_workflow, enable_site
 from justin_flows.collector.rucio_health import HEALTH_KEY
 from justin_flows.db.engine import transaction
 from justin_flows.db.models import (
@@ -41,8 +40,10 @@ from justin_flows.db.models import (
 )
 from justin_flows.testing.condor_standins import read_calls
 from justin_flows.testing.git_repo import file_url, make_git_repo
+from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.prefect_stack import PrefectStack
 from justin_flows.testing.rucio_server import RucioServer
+from tests.factory.helpers import seed_factory_stage
 from tests.operators.conftest import deployment_id, ledger_rows, run_deployment
 from tests.rucio_seed import add_rse, unique
 from tests.shared_data import REPO_ROOT
@@ -139,24 +140,7 @@ def test_finder_with_a_smaller_replica_chunk(stack: PrefectStack, db: Engine) ->
 
 def seed_running_stage_and_site() -> int:
     """A running stage with unallocated files on a storage at distance 0 from an enabled site."""
-    with transaction() as s:
-        s.add(Workflow(mql="", state_message="AWT"))  # workflow 1: the AWT workflow
-        site = Site(site_name="UK_Opstest", jobsub_site_name="UK_Opstest")
-        storage = Storage(rse_name="OPSTEST_DISK", justin_write=True)
-        s.add_all([site, storage])
-        s.flush()
-        s.add(Entry(entry_name="DUNE_UK_Opstest_ce1", site_id=site.site_id))
-        s.add(SiteStorage(site_id=site.site_id, rse_id=storage.rse_id, distance=0))
-        rse_id = storage.rse_id
-    wid = create_workflow("files from test:ops", scope="opstest", principal_name="alice@fnal.gov")
-    enable_site("UK_Opstest")
-    with transaction() as s:
-        for i in range(4):
-            f = File(workflow_id=wid, stage_id=1, file_did=f"opstest:f{i}", state=FileState.UNALLOCATED)
-            s.add(f)
-            s.flush()
-            s.add(Replica(file_id=f.file_id, rse_id=rse_id, workflow_id=wid, stage_id=1, wan_pfn=f"root://x/f{i}"))
-    return wid
+    return seed_factory_stage(4, site="UK_Opstest", rse="OPSTEST_DISK", scope="opstest")
 
 
 def test_job_factory_dry_run_submits_and_records_nothing(
@@ -189,6 +173,54 @@ def test_awt_dry_run_lists_each_site_and_submits_nothing(
     assert [(r["site"], r["kind"]) for r in rows] == [("UK_Opstest", "cpu")]
     assert rows[0]["outcome"].startswith("dry run: to schedd0")
     assert ledger_rows(run.id) == [], "a dry run calls nothing"
+
+
+def all_artifacts(stack: PrefectStack, flow_run_id: UUID) -> dict[str, Any]:
+    with stack.client() as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in artifacts if a.key}
+
+
+def test_x509_proxies_renews_only_the_kind_asked_for(stack: PrefectStack, db: Engine) -> None:
+    env = stack.worker_env
+    production, no_roles = Path(env["JUSTIN_PROXIES__PRODUCTION_PROXY"]), Path(env["JUSTIN_PROXIES__NO_ROLES_PROXY"])
+    production.unlink(missing_ok=True)
+    no_roles.unlink(missing_ok=True)
+    run = run_deployment(stack, "x509-proxies", {"kinds": ["no-roles"]})
+    assert_completed(run)
+    assert no_roles.is_file() and (no_roles.stat().st_mode & 0o777) == 0o600
+    assert not production.exists(), "only the kind the run asked for"
+    assert [(r.service, r.outcome) for r in ledger_rows(run.id)] == [("voms", "ok")]
+
+
+def test_api_rates_over_fewer_runs_with_the_page_prunes_old_ledger_rows(stack: PrefectStack, db: Engine) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    with transaction() as s:
+        for when, operation in ((now - dt.timedelta(days=400), "ancient"), (now - dt.timedelta(hours=1), "recent")):
+            s.add(ExternalCall(flow_run_id="seeded", flow_name="finder", deployment_name="finder", service="rucio",
+                               operation=operation, attempt=1, outcome="ok", started_at=when, duration_ms=5.0))  # fmt: skip
+    run = run_deployment(stack, "api-rates", {"runs": 5, "write_markdown": True})
+    assert_completed(run)
+    assert run.parameters == {"runs": 5, "write_markdown": True}
+    with transaction() as s:
+        left = set(s.scalars(select(ExternalCall.operation).where(ExternalCall.flow_run_id == "seeded")))
+    assert left == {"recent"}, "the row past ledger.retention_days was pruned, the recent one kept"
+    artifacts = all_artifacts(stack, run.id)
+    assert artifacts["api-rates"].type == "table"
+    assert artifacts["api-rates-page"].type == "markdown" and "finder" in str(artifacts["api-rates-page"].data)
+
+
+def test_show_files_with_a_query_and_a_limit(stack: PrefectStack, db: Engine, metacat_double: MetaCatDouble) -> None:
+    namespace = unique("opsfiles")
+    for i in range(3):
+        metacat_double.seed_file(namespace, f"f{i}.root", 100 + i, {}, datasets=[f"{namespace}:set"])
+    run = run_deployment(stack, "show-files", {"mql": f"files from {namespace}:set", "limit": 2})
+    assert_completed(run)
+    rows = table_artifacts(stack, run.id)["show-files"]
+    assert len(rows) == 2 and all(namespace in str(row) for row in rows)
+    assert [(r.service, r.operation) for r in ledger_rows(run.id)] == [("metacat", "query")]
 
 
 # (deployment, parameters, reason in the failed state): one run per deployment, since a second

@@ -10,16 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from justin_flows.admin import create_workflow, enable_site
 from justin_flows.db.engine import transaction
 from justin_flows.db.models import (
     Base,
-    Entry,
-    File,
-    FileState,
-    Replica,
-    Site,
-    SiteStorage,
     Stage,
     Storage,
     Workflow,
@@ -27,32 +20,6 @@ from justin_flows.db.models import (
 )
 from justin_flows.testing.metacat_double import MetaCatDouble
 from tests.finder.conftest import RucioSeed
-
-
-def seed_factory_stage(files: int, *, site: str = "UK_Reliable", rse: str = "RELIABLE_DISK") -> int:
-    """A running workflow stage whose ``files`` unallocated files sit on a storage at distance 0
-    from an enabled site with one entry (workflow 1, the AWT workflow, is made first)."""
-    with transaction() as s:
-        awt = Workflow(mql="", state_message="AWT")
-        s.add(awt)
-        s.flush()
-        assert awt.workflow_id == 1, "seed_factory_stage needs a freshly emptied database"
-        site_row = Site(site_name=site, jobsub_site_name=site)
-        storage = Storage(rse_name=rse, justin_write=True)
-        s.add_all([site_row, storage])
-        s.flush()
-        s.add(Entry(entry_name=f"DUNE_{site}_ce1", site_id=site_row.site_id))
-        s.add(SiteStorage(site_id=site_row.site_id, rse_id=storage.rse_id, distance=0))
-        rse_id = storage.rse_id
-    wid = create_workflow("files from test:reliable", scope="reliable", principal_name="alice@fnal.gov")
-    enable_site(site)
-    with transaction() as s:
-        for i in range(files):
-            f = File(workflow_id=wid, stage_id=1, file_did=f"reliable:f{i}", state=FileState.UNALLOCATED)
-            s.add(f)
-            s.flush()
-            s.add(Replica(file_id=f.file_id, rse_id=rse_id, workflow_id=wid, stage_id=1, wan_pfn=f"root://x/f{i}"))
-    return wid
 
 
 @dataclass

@@ -53,8 +53,8 @@ from justin_flows.testing.jwk import new_rsa_key, rsa_jwk
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins, reset_caches
+from tests.factory.helpers import seed_factory_stage
 from tests.reliability.conftest import CannedServer, rucio_at
-from tests.reliability.seeding import seed_factory_stage
 from tests.shared_data import REPO_ROOT
 
 GFACTORY = REPO_ROOT / "tests" / "fixtures" / "gfactory"

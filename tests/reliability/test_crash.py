@@ -35,8 +35,9 @@ from justin_flows.testing.latency_proxy import LatencyProxy
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins, reset_caches
+from tests.factory.helpers import seed_factory_stage
 from tests.reliability import crash_worker
-from tests.reliability.seeding import duplicates, seed_factory_stage, snapshot
+from tests.reliability.seeding import duplicates, snapshot
 from tests.reliability.wrapper_job import WrapperJob, make_wrapper_job, state_diff, state_duplicates, wrapper_state
 from tests.reliability.wrapper_job import left_behind as wrapper_left_behind
 from tests.results_db import empty_database

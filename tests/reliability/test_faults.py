@@ -1,17 +1,20 @@
-"""Fault injection: the storages group, the finder, the wrapper output, the job factory and the
-Rucio health flow as real Prefect flow runs, with the latency proxy failing 20 % of the
-requests to the real Rucio server and to the MetaCat double (HTTP 500 and 503, connection
-resets, stalls past the client timeout), by seed.
+"""Fault injection: the storages group, the finder, the wrapper output, the job factory, the
+Rucio health flow and the read-only show-files and show-replicas commands as real Prefect flow
+runs, with the latency proxy failing 20 % of the requests to the real Rucio server and to the
+MetaCat double (HTTP 500 and 503, connection resets, stalls past the client timeout), by seed.
 
 Each faulty run must end Completed, or Failed with a message naming the failed step (never
 Crashed); after at most one more run without faults, the database, Rucio and MetaCat must hold
 exactly what a fault-free run leaves (names normalised: each scenario uses fresh RSEs, files
 and datasets), with no duplicate dataset, rule, replica, file or job row and nothing lost.
+The read-only commands must end Completed with exactly the fault-free answer and artifact, or
+Failed naming the failed call, and write nothing to Rucio or MetaCat.
 The figures are printed per scenario (``-s``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -35,9 +38,10 @@ from justin_flows.testing.latency_proxy import DEFAULT_KINDS, LatencyProxy
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import CondorStandins, reset_caches
+from tests.factory.helpers import seed_factory_stage
 from tests.finder.conftest import RucioSeed
 from tests.reliability.conftest import rucio_at
-from tests.reliability.seeding import duplicates, seed_factory_stage, seed_finder_workflow, snapshot
+from tests.reliability.seeding import duplicates, seed_finder_workflow, snapshot
 from tests.reliability.wrapper_job import (
     WrapperJob,
     discount_recovery,
@@ -48,6 +52,7 @@ from tests.reliability.wrapper_job import (
 )
 from tests.results_db import empty_database
 from tests.rucio_seed import add_rse, add_scope, unique
+from tests.ui.conftest import Catalogue
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -457,3 +462,168 @@ def test_rucio_health_under_20_percent_faults_records_what_it_saw(
     print("\n" + figures.line())
     assert figures.lost == 0, figures.line()
     assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+
+
+# ---------------------------------------------------------------------------------- show-files, show-replicas
+
+
+#: (seed, fault kinds, attempts per call: None = the retry policy's). First runs with retries,
+#: then the lost-answer kind (harmless to a reader that retries), then runs without retries,
+#: where every injected fault is final, so the failure paths (a query or a chunk that fails
+#: for good) are taken. show-replicas makes five requests a run (a query, four chunks),
+#: show-files one: it needs more runs for as many faults.
+ReadOnlyRun = tuple[int, tuple[str, ...], int | None]
+REPLICAS_RUNS: list[ReadOnlyRun] = [*((s, DEFAULT_KINDS, None) for s in [*SEEDS, *(s + 50 for s in SEEDS)]),
+                                    (SEEDS[0] + 100, ("reset_after",), None),
+                                    *((s + 200, DEFAULT_KINDS, 1) for s in [*SEEDS, SEEDS[0] + 1])]  # fmt: skip
+QUERY_RUNS: list[ReadOnlyRun] = [*((seed * 10 + k, DEFAULT_KINDS, None) for seed in SEEDS for k in range(2)),
+                                 (SEEDS[0] + 100, ("reset_after",), None),
+                                 *((s + 50, DEFAULT_KINDS, 1) for s in PING_SEEDS)]  # fmt: skip
+MQL_FAILED = r"MetaCat query '[^']*' failed: metacat\.query failed after \d+ attempt\(s\): \S"
+REPLICAS_FAILED = r"Rucio list_replicas for \d+ file\(s\) \(\S+ \.\.\. \S+\) failed: rucio\.list_replicas failed after"
+
+
+def command_answer(state: State[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
+    """What a UI-command run told its user: the returned answer (Completed only) and the
+    artifacts it published (a table's rows decoded)."""
+    from tests.ui.test_flows import artifacts
+
+    published = [(key, kind, json.loads(data) if kind == "table" else data, description)
+                 for key, kind, data, description in artifacts(state.state_details.flow_run_id)]  # fmt: skip
+    return (state.result() if state.is_completed() else None), published
+
+
+def metacat_records(double: MetaCatDouble, catalogue: Catalogue, dids: list[str]) -> dict[str, Any]:
+    """What the MetaCat double holds for the catalogue: namespaces, the dataset and its files."""
+    return {"namespaces": double.namespace_names(), "dataset": double.get_dataset_record(catalogue.dataset),
+            "members": double.dataset_members(catalogue.dataset),
+            "files": [double.get_file_record(did) for did in dids]}  # fmt: skip
+
+
+def rucio_records(catalogue: Catalogue, dids: list[str]) -> dict[str, Any]:
+    """What Rucio holds in the catalogue's scope: DIDs, replicas (RSEs, states) and rules.
+    Read through the proxy, so only while it injects no faults."""
+    client, scope = catalogue.client, catalogue.scope
+    names = [{"scope": scope, "name": did.split(":", 1)[1]} for did in dids]
+    return {
+        "dids": sorted((d["name"], d["did_type"]) for d in client.list_dids(scope, [{"name": "*"}], did_type="all",
+                                                                            long=True)),  # fmt: skip
+        "replicas": sorted((r["name"], sorted(r["rses"]), sorted(r.get("states", {}).items()))
+                           for r in client.list_replicas(names, all_states=True)),  # fmt: skip
+        "rules": sorted(r["id"] for r in client.list_replication_rules({"scope": scope})),
+    }
+
+
+def read_only_under_faults(
+    figures: Figures, run: Callable[[], State[Any]], targets: tuple[LatencyProxy, ...], failure: str,
+    metacat_env: MetaCatDouble, stored: Callable[[], Any], runs: list[ReadOnlyRun],
+) -> list[str]:  # fmt: skip
+    """Each seed's run under faults ends Completed with exactly the fault-free answer and
+    artifact, or Failed naming the failed call (``failure``) with nothing published; after a
+    failure one fault-free run answers exactly. MetaCat only ever sees queries, and what
+    ``stored()`` reads from MetaCat and Rucio never changes. Returns the problems found."""
+    before = stored()
+    first = run()
+    assert first.is_completed(), first.message
+    reference = command_answer(first)
+    rows = [row for _, kind, data, _ in reference[1] if kind == "table" for row in data]
+    assert rows, reference  # the reference must have rows a fault could lose or duplicate
+    problems: list[str] = []
+    for seed, kinds, attempts in runs:
+        metacat_env.clear_requests()
+        with pytest.MonkeyPatch.context() as mp:
+            if attempts is not None:
+                mp.setenv("JUSTIN_RETRY__ATTEMPTS", str(attempts))
+            reset_caches()
+            with faults(seed, *targets, kinds=kinds):
+                state = run()
+        reset_caches()
+        figures.runs += 1
+        figures.add_faults(*targets)
+        name = check_state(f"seed {seed}", state)
+        got = command_answer(state)
+        extra = 0
+        if state.is_completed():
+            if got != reference:
+                got_rows = [tuple(sorted(r.items())) for _, k, d, _ in got[1] if k == "table" for r in d]
+                if duplicates(got_rows):
+                    figures.duplicated += 1
+                else:
+                    figures.lost += 1
+                problems.append(f"seed {seed}: Completed with another answer:\n{got}\n!=\n{reference}")
+        else:
+            found = re.search(failure, state.message or "")
+            label = f"Failed ({' '.join(found.group(0).split()[:2])})" if found else name
+            figures.states.append(label + (" [no retries]" if attempts else ""))
+            if not found:
+                problems.append(f"seed {seed}: Failed without naming the failed call: {state.message}")
+            if got[1]:
+                problems.append(f"seed {seed}: Failed but published {got[1]}")
+            again = run()
+            extra = 1
+            if not again.is_completed() or command_answer(again) != reference:
+                figures.lost += 1
+                problems.append(f"seed {seed}: the fault-free rerun did not answer as before: {again.message}")
+        if state.is_completed():
+            figures.states.append(name + (" [no retries]" if attempts else ""))
+        figures.recovered_after.append(extra)
+        routes = sorted({(r.method, r.path) for r in metacat_env.requests} - {("POST", "/app/data/query")})
+        if routes:
+            problems.append(f"seed {seed}: MetaCat was sent more than queries: {routes}")
+        if stored() != before:
+            problems.append(f"seed {seed}: MetaCat or Rucio changed:\n{stored()}\n!=\n{before}")
+    return problems
+
+
+def test_show_files_under_20_percent_faults_answers_exactly_or_fails(
+    proxies: tuple[LatencyProxy, LatencyProxy], metacat_env: MetaCatDouble, rucio_server: RucioServer, tmp_path: Path
+) -> None:
+    """show-files (one MetaCat query) under 20 % faults on MetaCat: the fault-free answer and
+    table exactly (a limit below the match count, so a lost or doubled file shows), or Failed
+    naming the query; nothing written anywhere."""
+    from flows.ui_commands.show_files import show_files_flow
+
+    rucio_proxy, mc_proxy = proxies
+    figures = Figures("show-files")
+    empty_database()
+    catalogue = Catalogue(metacat_env, tmp_path)
+    dids = catalogue.files(7)
+    problems = read_only_under_faults(
+        figures, lambda: show_files_flow(mql=catalogue.mql, limit=5, return_state=True), (mc_proxy, rucio_proxy),
+        MQL_FAILED, metacat_env, lambda: metacat_records(metacat_env, catalogue, dids), QUERY_RUNS,
+    )  # fmt: skip
+    print("\n" + figures.line())
+    for problem in problems:
+        print(f"faults[show-files]: {problem}")
+    assert not problems and figures.duplicated == 0 and figures.lost == 0, "\n".join([figures.line(), *problems])
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+    assert any(st.startswith("Failed (MetaCat query)") for st in figures.states), "a query failed for good"
+
+
+def test_show_replicas_under_20_percent_faults_answers_exactly_or_fails(
+    proxies: tuple[LatencyProxy, LatencyProxy], metacat_env: MetaCatDouble, rucio_server: RucioServer, tmp_path: Path
+) -> None:
+    """show-replicas (one MetaCat query, then list_replicas in chunks of two, in parallel)
+    under 20 % faults on MetaCat and Rucio: the fault-free lines and table exactly (files on
+    two RSEs, on one, and on none, so a lost chunk shows), or Failed naming the query or the
+    chunk; nothing written to MetaCat or Rucio."""
+    from flows.ui_commands.show_replicas import show_replicas_flow
+
+    rucio_proxy, mc_proxy = proxies
+    figures = Figures("show-replicas")
+    empty_database()
+    catalogue = Catalogue(metacat_env, tmp_path)
+    near, far = catalogue.rse(), catalogue.rse()
+    dids = [*catalogue.files(3, [near, far]), *catalogue.files(3, [far]), *catalogue.files(2)]
+    problems = read_only_under_faults(
+        figures, lambda: show_replicas_flow(mql=catalogue.mql, chunk_size=2, return_state=True),
+        (rucio_proxy, mc_proxy), f"{MQL_FAILED}|{REPLICAS_FAILED}", metacat_env,
+        lambda: {"metacat": metacat_records(metacat_env, catalogue, dids), "rucio": rucio_records(catalogue, dids)},
+        REPLICAS_RUNS,
+    )  # fmt: skip
+    print("\n" + figures.line())
+    for problem in problems:
+        print(f"faults[show-replicas]: {problem}")
+    assert not problems and figures.duplicated == 0 and figures.lost == 0, "\n".join([figures.line(), *problems])
+    assert sum(figures.faults.values()) >= len(SEEDS), "faults were injected"
+    assert any(st.startswith("Failed (Rucio list_replicas)") for st in figures.states), "a chunk failed for good"

@@ -29,8 +29,9 @@ from justin_flows.testing.git_repo import file_url, make_git_repo
 from justin_flows.testing.metacat_double import MetaCatDouble
 from justin_flows.testing.rucio_server import RucioServer
 from tests.conftest import METACAT_PASSWORD, CondorStandins, reset_caches
+from tests.factory.helpers import seed_factory_stage
 from tests.finder.conftest import RucioSeed
-from tests.reliability.seeding import seed_factory_stage, seed_finder_workflow
+from tests.reliability.seeding import seed_finder_workflow
 from tests.rucio_seed import add_rse, add_scope, unique
 from tests.shared_data import REPO_ROOT
 

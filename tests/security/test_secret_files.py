@@ -23,8 +23,8 @@ from justin_flows.secrets import write_private_file
 from justin_flows.testing.condor_standins import read_calls
 from justin_flows.testing.metacat_double import MetaCatDouble
 from tests.conftest import CondorStandins, reset_caches
+from tests.factory.helpers import seed_factory_stage
 from tests.proxies.conftest import VomsEnv, grid_credentials, voms_env  # noqa: F401 - fixtures
-from tests.reliability.seeding import seed_factory_stage
 
 
 def mode(path: Path) -> int:

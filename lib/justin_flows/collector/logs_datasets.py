@@ -63,11 +63,12 @@ class _Item:
 
 
 def update_logs_datasets(
-    rucio: RucioAdapter, metacat: MetaCatAdapter, *, now: float | None = None
+    rucio: RucioAdapter, metacat: MetaCatAdapter, *, now: float | None = None, dry_run: bool = False
 ) -> CollectorReport:
     """Ensure the logs datasets and rules of the current and next two periods.
 
     ``now`` (seconds since the epoch) fixes the clock, e.g. for a manual run or a test.
+    ``dry_run`` only looks: rows say ``would-create`` / ``would-add`` and nothing is created.
     """
     report = CollectorReport(FUNCTION)
     now = time.time() if now is None else now
@@ -87,7 +88,7 @@ def update_logs_datasets(
     items = [_Item(rse, period) for period in logs_periods(now) for rse in rses]
 
     def ensure(item: _Item) -> dict[str, Any]:
-        return _ensure(rucio, metacat, item)
+        return _ensure(rucio, metacat, item, dry_run)
 
     for outcome in bounded_map(ensure, items, max_workers=rucio.settings.rucio.max_in_flight):
         item = outcome.item
@@ -109,7 +110,7 @@ def _row(item: _Item, dataset: str, rule: str) -> dict[str, Any]:
     return {"did": item.did, "rse": item.rse, "period_start": item.period_start, "dataset": dataset, "rule": rule}
 
 
-def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item) -> dict[str, Any]:
+def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item, dry_run: bool = False) -> dict[str, Any]:
     from metacat.webapi.webapi import AlreadyExistsError
     from rucio.common.exception import DataIdentifierAlreadyExists, DataIdentifierNotFound, DuplicateRule
 
@@ -120,6 +121,8 @@ def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item) -> dict[s
     except ExternalCallError as exc:
         if not isinstance(exc.cause, DataIdentifierNotFound):
             raise _ItemFailed(f"checking the Rucio dataset failed: {exc}") from exc
+        if dry_run:
+            return _row(item, "would-create", "would-add")
         try:
             metacat.create_dataset(item.did)
         except ExternalCallError as mexc:
@@ -139,6 +142,8 @@ def _ensure(rucio: RucioAdapter, metacat: MetaCatAdapter, item: _Item) -> dict[s
             raise _ItemFailed(f"listing rules failed, no rule added (to avoid a second one): {exc}", dataset) from exc
         if rules:
             return _row(item, dataset, "existing")
+    if dry_run:
+        return _row(item, dataset, "would-add")
     try:
         rucio.add_replication_rule(
             dids=[{"scope": LOGS_SCOPE, "name": item.name}],

@@ -484,12 +484,20 @@ def describe_deployments(stack: PrefectStack) -> list[dict[str, str]]:
             rows.append({
                 "deployment": dep.name,
                 "schedule": "; ".join(schedules) or "none (manual runs only)",
-                "parameters": json.dumps(dep.parameters, sort_keys=True),
+                "parameters": _parameters(dep.parameter_openapi_schema, dep.parameters),
                 "concurrency": f"limit {limit}, {strategy}" if limit is not None else "unlimited",
                 "pool": f"{dep.work_pool_name}/{dep.work_queue_name}",
                 "paused": "yes" if dep.paused else "no",
             })  # fmt: skip
     return rows
+
+
+def _parameters(schema: Mapping[str, Any] | None, values: Mapping[str, Any]) -> str:
+    """Every parameter of the run form with the value a scheduled run gets (prefect.yaml's, else
+    the flow's default)."""
+    properties = (schema or {}).get("properties", {})
+    shown = [f"{name}={json.dumps(values.get(name, spec.get('default')))}" for name, spec in properties.items()]
+    return ", ".join(shown) or "(none)"
 
 
 def markdown_table(rows: Sequence[Mapping[str, str]]) -> str:
