@@ -138,14 +138,17 @@ def make_test_ca(name: str = "justin-flows test CA") -> LocalCA:
     return LocalCA(name, key, cert)
 
 
-class _Server(ThreadingHTTPServer):
+class TLSServer(ThreadingHTTPServer):
+    """A threading HTTP server on a free 127.0.0.1 port whose connections are TLS; ``owner``
+    is the object the request handler answers for."""
+
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, owner: LocalHTTPSServer, context: ssl.SSLContext) -> None:
+    def __init__(self, owner: Any, context: ssl.SSLContext, handler: type[BaseHTTPRequestHandler]) -> None:
         self.owner = owner
         self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake in the connection's own thread, so one stuck client never blocks accept()
@@ -156,8 +159,34 @@ class _Server(ThreadingHTTPServer):
         pass  # refused handshakes and clients that hung up are expected in these tests
 
 
+def serve_tls(
+    owner: Any, handler: type[BaseHTTPRequestHandler], ca: LocalCA, hosts: Sequence[str], work_dir: Path, name: str
+) -> tuple[TLSServer, threading.Thread, bytes]:
+    """Start a ``TLSServer`` with a certificate ``ca`` issues for ``hosts`` (key file 0600 in
+    ``work_dir``) in a daemon thread; returns the server, its thread and the certificate PEM."""
+    cert_pem, key_pem = ca.issue(hosts)
+    cert_file, key_file = work_dir / "server.pem", work_dir / "server.key"
+    cert_file.write_bytes(cert_pem)
+    key_file.write_bytes(key_pem)
+    key_file.chmod(0o600)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = TLSServer(owner, context, handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+    thread.start()
+    return server, thread, cert_pem
+
+
+def stop_tls(server: TLSServer | None, thread: threading.Thread | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join(timeout=5)
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: TLSServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.owner._answer(self)
@@ -189,37 +218,19 @@ class LocalHTTPSServer:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.ca_file = self.ca.write(self.work_dir / "ca.pem")
-        self._server: _Server | None = None
+        self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LocalHTTPSServer:
-        if self._server is not None:
-            return self
-        cert_pem, key_pem = self.ca.issue(self.hosts)
-        cert_file = self.work_dir / "server.pem"
-        key_file = self.work_dir / "server.key"
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        key_file.chmod(0o600)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-        self._server = _Server(self, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-https", daemon=True
-        )
-        self._thread.start()
+        if self._server is None:
+            self._server, self._thread, _ = serve_tls(self, _Handler, self.ca, self.hosts, self.work_dir, "local-https")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_tls(self._server, self._thread)
+        self._server = self._thread = None
 
     def close(self) -> None:
         self.stop()

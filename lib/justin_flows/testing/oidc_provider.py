@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -44,7 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from justin_flows.testing.https_server import LocalCA, make_test_ca
+from justin_flows.testing.https_server import LocalCA, TLSServer, make_test_ca, serve_tls, stop_tls
 from justin_flows.testing.jwk import new_rsa_key, rsa_jwk
 
 __all__ = ["Behaviour", "OIDCProviderDouble", "TestUser", "pkce_challenge"]
@@ -115,25 +115,8 @@ class _Code:
     used: bool = False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, owner: OIDCProviderDouble, context: ssl.SSLContext) -> None:
-        self.owner = owner
-        self.context = context
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        with self.context.wrap_socket(request, server_side=True) as tls:
-            super().finish_request(tls, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: TLSServer
 
     def do_GET(self) -> None:  # noqa: N802
         self.server.owner._handle(self, "GET")
@@ -176,7 +159,7 @@ class OIDCProviderDouble:
         self.work_dir = Path(self._tmp.name)
         self.ca_file = self.ca.write(self.work_dir / "ca.pem")
         self.spki_sha256_b64 = ""
-        self._server: _Server | None = None
+        self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -184,32 +167,17 @@ class OIDCProviderDouble:
     def start(self) -> OIDCProviderDouble:
         if self._server is not None:
             return self
-        cert_pem, key_pem = self.ca.issue(["127.0.0.1", "localhost"])
-        cert_file, key_file = self.work_dir / "server.pem", self.work_dir / "server.key"
-        cert_file.write_bytes(cert_pem)
-        key_file.write_bytes(key_pem)
-        key_file.chmod(0o600)
+        hosts = ["127.0.0.1", "localhost"]
+        self._server, self._thread, cert_pem = serve_tls(self, _Handler, self.ca, hosts, self.work_dir, "oidc-double")
         spki = x509.load_pem_x509_certificate(cert_pem).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.spki_sha256_b64 = base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-        self._server = _Server(self, context)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="oidc-double", daemon=True
-        )
-        self._thread.start()
         return self
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_tls(self._server, self._thread)
+        self._server = self._thread = None
         self._tmp.cleanup()
 
     def __enter__(self) -> OIDCProviderDouble:
