@@ -123,19 +123,23 @@ def metacat_double() -> Iterator[MetaCatDouble]:
         yield double
 
 
-@pytest.fixture
-def metacat_env(metacat_double: MetaCatDouble, tmp_home: Path) -> Iterator[MetaCatDouble]:
-    """Settings pointing at the double (password login), for code that builds its own adapter."""
-    env = {
-        "JUSTIN_METACAT__AUTH_SERVER_URL": metacat_double.auth_url,
-        "JUSTIN_METACAT__SERVER_INPUTS_URL": metacat_double.server_url,
-        "JUSTIN_METACAT__SERVER_OUTPUTS_URL": metacat_double.server_url,
+def metacat_settings(double: MetaCatDouble) -> dict[str, str]:
+    """The JUSTIN_METACAT__* settings for the agents' user on ``double`` (password login)."""
+    return {
+        "JUSTIN_METACAT__AUTH_SERVER_URL": double.auth_url,
+        "JUSTIN_METACAT__SERVER_INPUTS_URL": double.server_url,
+        "JUSTIN_METACAT__SERVER_OUTPUTS_URL": double.server_url,
         "JUSTIN_METACAT__USERNAME": METACAT_USER,
         "JUSTIN_METACAT__LOGIN_METHOD": "password",
         "JUSTIN_METACAT__PASSWORD": METACAT_PASSWORD,
     }
+
+
+@pytest.fixture
+def metacat_env(metacat_double: MetaCatDouble, tmp_home: Path) -> Iterator[MetaCatDouble]:
+    """Settings pointing at the double (password login), for code that builds its own adapter."""
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
+        for key, value in metacat_settings(metacat_double).items():
             mp.setenv(key, value)
         reset_caches()
         yield metacat_double

@@ -30,7 +30,7 @@ from justin_flows.testing.postgres import PostgresServer
 from justin_flows.testing.prefect_stack import PrefectStack
 from justin_flows.testing.rucio_server import RucioServer
 from justin_flows.testing.x509 import install_voms_proxy_init_standin, make_grid_ca
-from tests.conftest import METACAT_PASSWORD, METACAT_USER
+from tests.conftest import metacat_settings
 from tests.shared_data import REPO_ROOT
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
@@ -76,12 +76,7 @@ def stack(
         "JUSTIN_DATABASE_URL": database_url,
         **rucio_server.client_env(),
         "JUSTIN_RUCIO__ACCOUNT": rucio_server.root_account,
-        "JUSTIN_METACAT__AUTH_SERVER_URL": metacat_double.auth_url,
-        "JUSTIN_METACAT__SERVER_INPUTS_URL": metacat_double.server_url,
-        "JUSTIN_METACAT__SERVER_OUTPUTS_URL": metacat_double.server_url,
-        "JUSTIN_METACAT__USERNAME": METACAT_USER,
-        "JUSTIN_METACAT__LOGIN_METHOD": "password",
-        "JUSTIN_METACAT__PASSWORD": METACAT_PASSWORD,
+        **metacat_settings(metacat_double),
         "JUSTIN_HTCONDOR__CONDOR_SUBMIT": str(bin_dir / "condor_submit"),
         "JUSTIN_HTCONDOR__CONDOR_USERPRIO": str(bin_dir / "condor_userprio"),
         "JUSTIN_HTCONDOR__SCHEDDS": "schedd01.test.invalid schedd02.test.invalid",

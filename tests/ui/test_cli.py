@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from justin_flows.cli import build_parser, main
+from justin_flows.cli import build_parser
 from justin_flows.db.models import FileState
 from justin_flows.testing.https_server import LocalHTTPSServer
 from justin_flows.testing.metacat_double import MetaCatDouble
+from tests.test_cli import run
 from tests.ui.conftest import JOBSCRIPT_BODY, JOBSCRIPT_GIT, Catalogue, ledger_calls, seed_workflow, unique
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_every_earlier_command_is_still_there() -> None:

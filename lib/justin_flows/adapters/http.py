@@ -52,7 +52,8 @@ class DeadlineExceeded(TimeoutError):
     """The whole response took longer than the timeout (each read alone was in time)."""
 
 
-def _is_certificate_failure(exc: BaseException) -> bool:
+def is_certificate_failure(exc: BaseException) -> bool:
+    """Whether a TLS certificate verification error is anywhere in ``exc``'s cause chain."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -66,7 +67,7 @@ def _is_certificate_failure(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code >= 500 or exc.response.status_code == 429
-    if _is_certificate_failure(exc):
+    if is_certificate_failure(exc):
         return False
     return isinstance(exc, (httpx.TransportError, TimeoutError, ConnectionError))
 
@@ -152,37 +153,33 @@ class HTTPAdapter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _body(self, response: httpx.Response, url: str, deadline: float) -> bytes:
+        """The whole body, refused past ``max_body_bytes`` or past the whole-response deadline."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise ResponseTooLarge(f"{url}: response is larger than {self.max_body_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"{url}: response not complete after {self.timeout_seconds} s")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _read(self, url: str) -> Fetched:
         deadline = time.monotonic() + self.timeout_seconds
         with self._client.stream("GET", url) as response:
             response.raise_for_status()
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise ResponseTooLarge(f"{url}: response is larger than {self.max_body_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise DeadlineExceeded(f"{url}: response not complete after {self.timeout_seconds} s")
-                chunks.append(chunk)
+            body = self._body(response, url, deadline)
             return Fetched(
                 str(response.url), response.status_code, response.headers.get("content-type", ""),
-                b"".join(chunks), response.encoding or "utf-8",
+                body, response.encoding or "utf-8",
             )
 
     def _post(self, url: str, data: Mapping[str, str], headers: Mapping[str, str] | None) -> Fetched:
         deadline = time.monotonic() + self.timeout_seconds
         with self._client.stream("POST", url, data=dict(data), headers=dict(headers or {}), follow_redirects=False) as response:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise ResponseTooLarge(f"{url}: response is larger than {self.max_body_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise DeadlineExceeded(f"{url}: response not complete after {self.timeout_seconds} s")
-                chunks.append(chunk)
-            body = b"".join(chunks)
+            body = self._body(response, url, deadline)
             if not response.is_success:
                 raise httpx.HTTPStatusError(
                     f"POST {url} answered {response.status_code}: {_error_excerpt(body)}",

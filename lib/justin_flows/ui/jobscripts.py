@@ -17,7 +17,6 @@ Differences from upstream, on purpose:
 
 from __future__ import annotations
 
-import ssl
 import string
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from justin_flows.adapters.calls import ExternalCallError
-from justin_flows.adapters.http import HTTPAdapter, require_https
+from justin_flows.adapters.http import HTTPAdapter, is_certificate_failure, require_https
 from justin_flows.settings import Settings
 from justin_flows.ui.result import CommandResult, UIInputError, UIServiceError
 
@@ -71,18 +70,6 @@ def parse_jobscript_git(text: str) -> JobscriptGit:
     return JobscriptGit(org, repo, path, tag)
 
 
-def _certificate_failed(exc: BaseException) -> bool:
-    """Whether a TLS certificate verification error is anywhere in ``exc``'s cause chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def configured_base_url(settings: Settings) -> str:
     """The raw-GitHub base URL from the settings (tests point it at a local HTTPS server)."""
     return settings.ui.github_raw_base_url
@@ -108,7 +95,7 @@ def show_jobscript(http: HTTPAdapter, jobscript_git: str, *, base_url: str = GIT
                     "(check the organisation, repository, path, and that TAG is a branch, tag or commit)"
                 ) from exc
             raise UIInputError(f"jobscript {ref} could not be fetched: {url} answered {status}") from exc
-        if _certificate_failed(cause):
+        if is_certificate_failure(cause):
             raise UIServiceError(
                 f"jobscript {ref}: the TLS certificate of {urlsplit(url).netloc} did not verify; nothing was fetched"
             ) from exc
